@@ -1,0 +1,1 @@
+"""The workbook's grader: the manifest of stages and everything that reads it."""

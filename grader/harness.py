@@ -1,0 +1,221 @@
+"""The probe/judge harness every stage suite is written in.
+
+A test has three parts:
+
+    inputs  chosen by the test, from a seeded generator;
+    probe   `probe(module, **inputs) -> plain data`: calls the target's stage module and returns only plain data
+            (numbers, strings, NumPy arrays of numbers, lists, dicts, or a `raised(...)` record);
+    judge   compares the plain data with the reference's probe output on the same inputs, or with a property.
+
+The probe is the only part that runs learner code, and its output is plain data, so the judgment can happen in another
+(trusted) process than the one that ran the learner's code. Most tests are one call:
+
+    check(probe_encode, text="hello", tol=EXACT, what="token ids")
+
+which runs the probe on the target and on the reference and judges the two with `assert_close`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+Plain = Any  # None | bool | int | float | str | np.ndarray | list[Plain] | dict[str, Plain]
+
+
+class ProbeError(TypeError):
+    """A probe produced something that is not plain data."""
+
+
+class Unimplemented(AssertionError):
+    """The target still raises NotImplementedError for what the probe called."""
+
+
+def plain(value: Any, where: str = "output") -> Plain:
+    """Convert a probe's result to plain data, refusing anything else (an object with a rigged __eq__, say)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, np.generic):
+        return plain(value.item(), where)
+    if type(value) is np.ndarray:
+        if value.dtype.kind not in "biufUS":
+            raise ProbeError(f"{where}: array of dtype {value.dtype}; expected numbers")
+        return value.copy()
+    if type(value) in (list, tuple):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if type(value) is dict:
+        if not all(type(k) is str for k in value):
+            raise ProbeError(f"{where}: dict keys must be strings")
+        return {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise ProbeError(f"{where}: {type(value).__name__} is not plain data (numbers, strings, arrays, lists, dicts)")
+
+
+def raised(fn: Callable, *args, **kwargs) -> dict:
+    """Call fn and record what happened as plain data: {'raised': type name, 'message': str} or {'returned': ...}.
+
+    NotImplementedError is not recorded: it propagates, so an unfinished stub fails as unfinished.
+    """
+    try:
+        value = fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # the point is to record any exception type the target raises
+        return {"raised": type(error).__name__, "message": str(error), "bases": [c.__name__ for c in type(error).__mro__]}
+    return {"returned": plain(value)}
+
+
+def run_probe(probe: Callable, module: Any, inputs: dict, who: str) -> Plain:
+    """Run a probe against one stage module; an unfinished stub becomes a clear `Unimplemented` failure."""
+    try:
+        return plain(probe(module, **inputs), f"{who} {probe.__name__}")
+    except NotImplementedError as error:
+        where = getattr(module, "__file__", module)
+        raise Unimplemented(f"NotImplementedError: {error} -- still a stub in {where}") from None
+
+
+# ---------------------------------------------------------------- tolerances
+
+
+@dataclass(frozen=True)
+class Tol:
+    """How close is close enough, and why. |got - want| <= atol + rtol * |want|, elementwise."""
+
+    rtol: float
+    atol: float
+    why: str
+
+    def __str__(self) -> str:
+        return f"rtol={self.rtol:g}, atol={self.atol:g} ({self.why})"
+
+
+EXACT = Tol(0.0, 0.0, "integers, strings and exact arithmetic must match exactly")
+F64 = Tol(1e-9, 1e-12, "float64; only the order of summation may differ from the reference")
+F32 = Tol(1e-4, 1e-6, "float32 keeps ~7 significant digits; reductions in another order differ in the last ones")
+GRADCHECK = Tol(1e-5, 1e-7, "central differences in float64 with eps=1e-6 have truncation error O(eps^2)")
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known wrong answer with a recognisable signature: `matches(got, want)` is True when it is the likely cause."""
+
+    description: str
+    matches: Callable[[Plain, Plain], bool]
+
+
+def _short(value: Plain, limit: int = 160) -> str:
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, precision=6, threshold=12, edgeitems=3, separator=", ")
+        text = f"array(shape={value.shape}, dtype={value.dtype}) {text}"
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Mismatch(AssertionError):
+    """The target's output is not the expected one; the message teaches what differs and where."""
+
+
+def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
+    """None when got matches want within tol; otherwise a description of the first difference."""
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or set(got) != set(want):
+            keys = sorted(got) if isinstance(got, dict) else type(got).__name__
+            return f"{path}: expected keys {sorted(want)}, got {keys}"
+        for key in want:
+            found = _diff(got[key], want[key], tol, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(want, list) and not isinstance(got, np.ndarray):
+        if not isinstance(got, list) or len(got) != len(want):
+            size = len(got) if isinstance(got, list) else type(got).__name__
+            return f"{path}: expected a list of {len(want)}, got {size}: {_short(got)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            found = _diff(g, w, tol, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(want, (str, type(None))) or isinstance(got, (str, type(None))):
+        return None if got == want and type(got) is type(want) else f"{path}: expected {want!r}, got {_short(got)}"
+    return _diff_numeric(got, want, tol, path)
+
+
+def _diff_numeric(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
+    try:
+        got_array = np.asarray(got)
+        want_array = np.asarray(want)
+    except Exception:  # a ragged list, for instance
+        return f"{path}: expected {_short(want)}, got {_short(got)}"
+    if got_array.dtype.kind not in "biuf" or want_array.dtype.kind not in "biuf":
+        return f"{path}: expected {_short(want)}, got {_short(got)}"
+    if got_array.shape != want_array.shape:
+        return f"{path}: expected shape {want_array.shape}, got shape {got_array.shape}"
+    got64, want64 = got_array.astype(np.float64), want_array.astype(np.float64)
+    finite_wanted = np.isfinite(want64)
+    if not np.array_equal(np.isfinite(got64), finite_wanted) or np.any(got64[~finite_wanted] != want64[~finite_wanted]):
+        bad = np.argwhere(np.isfinite(got64) != finite_wanted)
+        index = tuple(int(i) for i in bad[0]) if len(bad) else ()
+        return (f"{path}: {int((~np.isfinite(got64)).sum())} non-finite values (NaN/inf) where finite ones were "
+                f"expected, first at index {index}: expected {want64[index]!r}, got {got64[index]!r}")
+    error = np.where(finite_wanted, np.abs(got64 - want64), 0.0)
+    allowed = tol.atol + tol.rtol * np.abs(want64)
+    outside = error > allowed
+    if not outside.any():
+        return None
+    worst = np.unravel_index(int(np.argmax(np.where(finite_wanted, error - allowed, -np.inf))), error.shape)
+    index = tuple(int(i) for i in worst)
+    where = f" at index {index}" if index else ""
+    return (f"{path}: {int(outside.sum())} of {outside.size} values outside tolerance; worst{where}: "
+            f"expected {want64[worst]:.8g}, got {got64[worst]:.8g} (|error| {error[worst]:.3g} > {allowed[worst]:.3g})"
+            f"\n  expected: {_short(want)}\n  got:      {_short(got)}")
+
+
+def assert_close(got: Plain, want: Plain, tol: Tol = F64, what: str = "output",
+                 mistakes: Iterable[Mistake] = ()) -> None:
+    """Judge got against want; on a difference raise Mismatch naming what, where, the tolerance and a likely mistake."""
+    found = _diff(got, want, tol, what)
+    if found is None:
+        return
+    lines = [found, f"  tolerance: {tol}"]
+    for mistake in mistakes:
+        try:
+            if mistake.matches(got, want):
+                lines.append(f"  likely mistake: {mistake.description}")
+                break
+        except Exception:  # a signature that does not apply to this output's structure
+            continue
+    raise Mismatch("\n".join(lines))
+
+
+def assert_true(condition: bool, message: str) -> None:
+    """Judge a property; the message says what was expected and what came."""
+    if not condition:
+        raise Mismatch(message)
+
+
+def seeded(seed: int) -> np.random.Generator:
+    """The one way tests make random inputs: a NumPy Generator from an explicit seed."""
+    return np.random.default_rng(seed)
+
+
+def central_difference(f: Callable[[], float], array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d f / d array by central differences, perturbing `array` in place (float64 arrays only; restored after).
+
+    Test-side code: gradchecks use this on the target's forward pass, never the target's own gradchecker.
+    Truncation error is O(eps^2) and rounding error O(1e-16 / eps), so eps=1e-6 gives ~1e-9 absolute accuracy.
+    """
+    if array.dtype != np.float64:
+        raise TypeError(f"central differences need float64, got {array.dtype}")
+    gradient = np.zeros_like(array)
+    flat, flat_gradient = array.reshape(-1), gradient.reshape(-1)  # views: writes reach `array`
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        above = float(f())
+        flat[i] = original - eps
+        below = float(f())
+        flat[i] = original
+        flat_gradient[i] = (above - below) / (2 * eps)
+    return gradient

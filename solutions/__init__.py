@@ -1,0 +1,1 @@
+"""The reference implementation: the same modules as exercises/, filled in."""
