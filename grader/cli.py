@@ -1,0 +1,78 @@
+"""`python -m grader [COMMAND]`: the learner's progress and checks (instructor commands build on the same runner)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import manifest, report, runner, targets
+
+
+def _stages(ids: list[str]) -> list[manifest.Stage]:
+    return [manifest.stage(i) for i in ids] if ids else list(manifest.stages())
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    """The default command: the table of stages, the next stage, its first failure and hint. Always exits 0."""
+    with report.progress("checking your stages") as on_progress:
+        run = runner.run(manifest.stages(), args.target, hidden=False, on_progress=on_progress, timeout=args.timeout)
+    report.show_progress(run)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the named stages' suites; exit 1 when any test fails (or the run did not finish)."""
+    stages = _stages(args.stages)
+    with report.progress("running suites") as on_progress:
+        run = runner.run(stages, args.target, hidden=args.hidden,
+                         on_progress=None if args.json else on_progress, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(report.as_json(run), indent=2))
+    else:
+        report.show_check(run, args.hidden)
+    return 0 if run.ok else 1
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Regenerate docs/README.md (the index of stage pages) from the manifest."""
+    from . import docs
+    docs.write_index()
+    print(f"wrote {docs.INDEX.relative_to(manifest.ROOT)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m grader",
+        description="Your progress through the workbook (no command), or run the stage suites (check).")
+    parser.add_argument("--target", default="exercises",
+                        help="exercises (default), solutions, or a path to a copy of exercises/")
+    parser.add_argument("--timeout", type=float, default=600, help="stop a run after this many seconds (default 600)")
+    parser.set_defaults(func=cmd_progress)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    check = commands.add_parser("check", help="run stage suites and print each test's outcome")
+    check.add_argument("stages", nargs="*", metavar="STAGE", help="stage ids such as 01 03 (default: all)")
+    check.add_argument("--target", default=argparse.SUPPRESS,
+                       help="exercises (default), solutions, or a path to a copy of exercises/")
+    check.add_argument("--hidden", action="store_true", help="include the hidden suites (instructors)")
+    check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="stop the run after this many seconds")
+    check.set_defaults(func=cmd_check)
+
+    commands.add_parser("docs", help="regenerate docs/README.md from the manifest").set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (targets.TargetError, manifest.ManifestError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""What the grader prints: a progress table, the next step, per-test outcomes. Rich on a terminal, plain text otherwise."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from .runner import Progress, Run, TestResult
+
+BAR_WIDTH = 20
+
+
+def fancy() -> bool:
+    """Colour and live bars only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    filled = round(width * done / total) if total else 0
+    return "#" * filled + "." * (width - filled)
+
+
+def _indent(text: str, prefix: str = "    ", lines: int = 12) -> str:
+    kept = text.strip().splitlines()
+    shown = kept[:lines] + (["..."] if len(kept) > lines else [])
+    return "\n".join(prefix + line for line in shown)
+
+
+def _print(text: str = "", style: str | None = None) -> None:
+    if fancy():
+        from rich.console import Console
+        from rich.markup import escape
+        Console(highlight=False).print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+    else:
+        print(text)
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Progress]:
+    """A live progress bar on a terminal; silent otherwise. Yields the callback the runner calls."""
+    if not fancy():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+    with RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as bars:
+        task = bars.add_task(description, total=None)
+        yield lambda done, total: bars.update(task, completed=done, total=total or None)
+
+
+def _stage_table(run: Run, hidden: bool) -> None:
+    rows = []
+    for result in run.stages:
+        done, total = result.passed(), result.total()
+        percent = f"{100 * done / total:3.0f}%" if total else "  --"
+        rows.append((result.stage.label, f"{done}/{total}", f"{result.points():g}/{result.max_points():g}",
+                     bar(done, total), percent, result.complete))
+    if fancy():
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=f"Stages (target: {run.target}{', hidden included' if hidden else ''})",
+                      title_justify="left")
+        for column in ("Stage", "Tests", "Points", "Progress", ""):
+            table.add_column(column)
+        for label, tests, points, progress_bar, percent, complete in rows:
+            colour = "green" if complete else ("yellow" if not progress_bar.startswith(".") else "white")
+            table.add_row(label, tests, points, f"[{colour}]{progress_bar}[/]", percent)
+        Console(highlight=False).print(table)
+        return
+    print(f"Stages (target: {run.target}{', hidden included' if hidden else ''})")
+    width = max(len(r[0]) for r in rows) if rows else 10
+    for label, tests, points, progress_bar, percent, _ in rows:
+        print(f"  {label:<{width}}  {tests:>7}  {points:>11}  [{progress_bar}] {percent}")
+
+
+def _failure(test: TestResult) -> None:
+    _print(f"  FAIL {test.name}" + (" (hidden)" if test.hidden else ""), "bold red")
+    _print(_indent(test.message or test.details or "(no message)"))
+    if test.hint:
+        _print(f"    hint: {test.hint}", "cyan")
+
+
+def show_progress(run: Run) -> None:
+    """The learner's view: the table, then what to do next."""
+    _stage_table(run, hidden=False)
+    if run.error:
+        _print(f"\nThe run did not finish: {run.error}", "bold red")
+    following = next((r for r in run.stages if not r.complete), None)
+    if following is None:
+        _print("\nEvery stage passes. Well done.", "bold green")
+        return
+    stage = following.stage
+    _print(f"\nNext: stage {stage.label}", "bold")
+    _print(f"  open  {stage.exercise_file}")
+    _print(f"  read  {stage.doc}")
+    first = following.first_failure()
+    if first is not None:
+        _print(f"\nFirst failing test ({following.passed()}/{following.total()} pass):")
+        _failure(first)
+    _print(f"\nSee every test of this stage: python -m grader check {stage.id}")
+
+
+def show_check(run: Run, hidden: bool) -> None:
+    """Every test's outcome per stage, failures with their message and hint, then the table."""
+    for result in run.stages:
+        _print(f"\nStage {result.stage.label}: {result.passed()}/{result.total()} passed", "bold")
+        for test in result.tests:
+            if test.passed:
+                _print(f"  ok   {test.name}" + (" (hidden)" if test.hidden else ""), "green")
+            elif test.outcome == "skipped":
+                _print(f"  skip {test.name}: {test.message}", "yellow")
+            else:
+                _failure(test)
+    print()
+    _stage_table(run, hidden)
+    if run.error:
+        _print(f"\nThe run did not finish: {run.error}", "bold red")
+
+
+def as_json(run: Run) -> dict:
+    return {
+        "target": run.target,
+        "ok": run.ok,
+        "error": run.error,
+        "stages": [result.summary() for result in run.stages],
+    }
+

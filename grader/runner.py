@@ -1,0 +1,183 @@
+"""Run stage suites against a target in a pytest subprocess and gather the outcomes per stage.
+
+The subprocess keeps every run independent (a learner's module is imported fresh each time) and keeps a crash, an
+`os._exit` or a hang in the learner's code from taking the grader down with it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import manifest, targets
+from .manifest import ROOT, Stage
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    name: str
+    stage: str
+    hidden: bool
+    outcome: str  # passed | failed | skipped | error
+    message: str = ""
+    details: str = ""
+    concept: str | None = None
+    hint: str | None = None
+    duration: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
+@dataclass
+class StageResult:
+    stage: Stage
+    tests: list[TestResult] = field(default_factory=list)
+
+    def select(self, hidden: bool | None = None) -> list[TestResult]:
+        return [t for t in self.tests if hidden is None or t.hidden == hidden]
+
+    def passed(self, hidden: bool | None = None) -> int:
+        return sum(t.passed for t in self.select(hidden))
+
+    def total(self, hidden: bool | None = None) -> int:
+        return len(self.select(hidden))
+
+    def points(self, hidden: bool | None = None) -> float:
+        """Each test is worth an equal share of its suite's points."""
+        earned = 0.0
+        for suite_hidden, suite_points in ((False, self.stage.visible_points), (True, self.stage.hidden_points)):
+            if hidden is not None and hidden != suite_hidden:
+                continue
+            total = self.total(suite_hidden)
+            if total:
+                earned += suite_points * self.passed(suite_hidden) / total
+        return round(earned, 2)
+
+    def max_points(self, hidden: bool | None = None) -> float:
+        points = 0.0
+        if hidden in (None, False) and self.total(False):
+            points += self.stage.visible_points
+        if hidden in (None, True) and self.total(True):
+            points += self.stage.hidden_points
+        return points
+
+    @property
+    def complete(self) -> bool:
+        return self.total() > 0 and self.passed() == self.total()
+
+    def first_failure(self) -> TestResult | None:
+        return next((t for t in self.tests if not t.passed), None)
+
+    def summary(self) -> dict:
+        """Plain data for --json and the gradebook."""
+        return {
+            "stage": self.stage.id,
+            "title": self.stage.title,
+            "passed": self.passed(),
+            "failed": self.total() - self.passed(),
+            "total": self.total(),
+            "points": self.points(),
+            "max_points": self.max_points(),
+            "visible": {"passed": self.passed(False), "total": self.total(False), "points": self.points(False)},
+            "hidden": {"passed": self.passed(True), "total": self.total(True), "points": self.points(True)},
+            "tests": [{"name": t.name, "nodeid": t.nodeid, "hidden": t.hidden, "outcome": t.outcome,
+                       "message": t.message, "hint": t.hint} for t in self.tests],
+        }
+
+
+@dataclass
+class Run:
+    target: str
+    stages: list[StageResult]
+    error: str | None = None  # the run itself failed (crash, timeout): outcomes may be incomplete
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(s.complete for s in self.stages)
+
+
+Progress = Callable[[int, int], None]
+
+
+def _suite_dirs(stages: Iterable[Stage], hidden: bool) -> list[str]:
+    dirs = []
+    for stage in stages:
+        for is_hidden in (False, True) if hidden else (False,):
+            path = stage.test_dir(is_hidden)
+            if (ROOT / path).is_dir():
+                dirs.append(path)
+    return dirs
+
+
+def _read(report: Path) -> tuple[int | None, list[dict]]:
+    collected, records = None, []
+    if report.exists():
+        for line in report.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if "collected" in record:
+                collected = record["collected"]
+            else:
+                records.append(record)
+    return collected, records
+
+
+def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False,
+        on_progress: Progress | None = None, timeout: float | None = None) -> Run:
+    """Run the suites of `stages` (visible, plus hidden when asked) against `target`."""
+    stages = list(stages)
+    targets.resolve(target)  # a clear TargetError before anything runs
+    results = {s.id: StageResult(s) for s in stages}
+    dirs = _suite_dirs(stages, hidden)
+    if not dirs:
+        return Run(target, list(results.values()))
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        report, log = Path(tmp) / "report.jsonl", Path(tmp) / "pytest.log"
+        command = [sys.executable, "-m", "pytest", *dirs, f"--target={target}", "-p", "grader.plugin",
+                   f"--grader-report={report}", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+        error = None
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            started = time.monotonic()
+            while process.poll() is None:
+                if on_progress:
+                    collected, records = _read(report)
+                    on_progress(len(records), collected or 0)
+                if timeout and time.monotonic() - started > timeout:
+                    process.kill()
+                    error = f"the run took longer than {timeout:g} s and was stopped (an infinite loop?)"
+                time.sleep(0.1)
+            process.wait()
+        collected, records = _read(report)
+        if collected is None and error is None:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            error = f"pytest did not start the suites (exit code {process.returncode}):\n{tail}"
+        elif error is None and len([r for r in records if "nodeid" in r]) < collected:
+            error = f"the run stopped after {len(records)} of {collected} tests (exit code {process.returncode})"
+    for record in records:
+        if "collection_error" in record:
+            found = manifest.stage_of_test_path(record["collection_error"])
+            if found and found[0].id in results:
+                results[found[0].id].tests.append(TestResult(
+                    record["collection_error"], record["collection_error"], found[0].id, found[1], "error",
+                    message=record["message"].strip().splitlines()[-1], details=record["message"]))
+            continue
+        if record.get("stage") in results:
+            fields = {k: record.get(k) for k in ("nodeid", "name", "stage", "hidden", "outcome", "message",
+                                                 "details", "concept", "hint", "duration")}
+            results[record["stage"]].tests.append(TestResult(**fields))
+    if on_progress:
+        on_progress(len(records), collected or len(records))
+    return Run(target, list(results.values()), error)
