@@ -41,6 +41,29 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade submissions into --out: gradebook.csv, feedback/<name>.md, results/<name>.json, summary.json."""
+    from pathlib import Path
+
+    from . import grade
+    options = grade.Options(out=Path(args.out), hidden=args.hidden, jobs=args.jobs, timeout=args.probe_timeout,
+                            memory_mb=args.memory, force=args.force)
+    paths = [Path(p) for p in args.submissions]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"error: no such submission: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    with report.progress("grading submissions") as on_progress:
+        summary = grade.grade(paths, options, on_progress)
+    for entry in summary["submissions"]:
+        note = f"  ({entry['problem']})" if entry["problem"] else ""
+        print(f"{entry['submission']}: {entry['points']:g} / {entry['max_points']:g}{note}")
+    if summary["skipped"]:
+        print(f"already graded, skipped (use --force to grade again): {', '.join(summary['skipped'])}")
+    print(f"wrote {options.out / 'gradebook.csv'}, {options.out / 'summary.json'}, feedback/ and results/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m grader",
@@ -59,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     check.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="stop the run after this many seconds")
     check.set_defaults(func=cmd_check)
+
+    grade = commands.add_parser("grade", help="instructors: grade submissions in sandboxed workers")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="folders or .zip files")
+    grade.add_argument("--out", required=True, help="folder for gradebook.csv, feedback/, results/, summary.json")
+    grade.add_argument("--hidden", action="store_true", help="include the hidden suites")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--timeout", dest="probe_timeout", type=float, default=60.0,
+                       help="seconds one probe call may take (default 60)")
+    grade.add_argument("--memory", type=int, default=4096, help="MB of address space for submission code")
+    grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
+    grade.set_defaults(func=cmd_grade)
 
     commands.add_parser("docs", help="regenerate docs/README.md from the manifest").set_defaults(func=cmd_docs)
     return parser

@@ -65,6 +65,16 @@ def raised(fn: Callable, *args, **kwargs) -> dict:
     return {"returned": plain(value)}
 
 
+def check_transportable(probe: Callable, inputs: dict) -> None:
+    """A probe must be a module-level function and its inputs plain data, so a sandboxed worker can run it by name."""
+    if "<" in probe.__qualname__ or "." in probe.__qualname__:
+        raise ProbeError(f"probe {probe.__qualname__} must be a module-level function (no lambdas, closures or "
+                         f"methods): the sandboxed grader calls it by name")
+    if not probe.__name__.startswith("probe_"):
+        raise ProbeError(f"probe {probe.__name__}: name probes probe_<what> so the sandbox can tell them apart")
+    plain(inputs, f"inputs of {probe.__name__}")
+
+
 def run_probe(probe: Callable, module: Any, inputs: dict, who: str) -> Plain:
     """Run a probe against one stage module; an unfinished stub becomes a clear `Unimplemented` failure."""
     try:

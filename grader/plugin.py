@@ -13,6 +13,7 @@ import pytest
 
 from . import manifest
 from .harness import Mismatch, Unimplemented
+from .sandbox import SubmissionCrashed, SubmissionError
 
 MESSAGE_LIMIT = 4000
 
@@ -23,7 +24,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _message(excinfo: pytest.ExceptionInfo) -> str:
     error = excinfo.value
-    if isinstance(error, (Mismatch, Unimplemented)):
+    if isinstance(error, (Mismatch, Unimplemented, SubmissionError, SubmissionCrashed)):
         text = str(error)
     elif isinstance(error, AssertionError) and str(error):
         text = f"AssertionError: {error}"

@@ -134,8 +134,12 @@ def _read(report: Path) -> tuple[int | None, list[dict]]:
 
 
 def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False,
-        on_progress: Progress | None = None, timeout: float | None = None) -> Run:
-    """Run the suites of `stages` (visible, plus hidden when asked) against `target`."""
+        on_progress: Progress | None = None, timeout: float | None = None, extra: Iterable[str] = ()) -> Run:
+    """Run the suites of `stages` (visible, plus hidden when asked) against `target`.
+
+    `extra` adds pytest options, e.g. ("--sandbox", "--probe-timeout=30") to keep the target's code out of this
+    process and out of pytest's.
+    """
     stages = list(stages)
     targets.resolve(target)  # a clear TargetError before anything runs
     results = {s.id: StageResult(s) for s in stages}
@@ -145,7 +149,7 @@ def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         report, log = Path(tmp) / "report.jsonl", Path(tmp) / "pytest.log"
         command = [sys.executable, "-m", "pytest", *dirs, f"--target={target}", "-p", "grader.plugin",
-                   f"--grader-report={report}", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}"]
+                   f"--grader-report={report}", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *extra]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
         error = None
         with open(log, "wb") as out:

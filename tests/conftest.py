@@ -23,13 +23,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from grader import manifest, targets  # noqa: E402
-from grader.harness import F64, Mistake, Tol, assert_close, run_probe  # noqa: E402
+from grader.harness import F64, Mistake, Tol, assert_close, check_transportable, run_probe  # noqa: E402
+from grader.sandbox import Limits, Sandbox, answer_of  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("workbook")
     group.addoption("--target", default="solutions",
                     help="what the stage suites test: exercises, solutions (default) or a path to a submission")
+    group.addoption("--sandbox", action="store_true",
+                    help="run the target's code only in a sandboxed worker process (grader/sandbox.py)")
+    group.addoption("--probe-timeout", type=float, default=60.0, help="with --sandbox: seconds per probe call")
+    group.addoption("--memory-mb", type=int, default=4096, help="with --sandbox: the worker's address-space limit")
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Subject:
 
     target: str
     stage: manifest.Stage
+    sandbox: Sandbox | None = None
     _module: ModuleType | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +60,10 @@ class Subject:
         return self._module
 
     def run(self, probe: Callable, **inputs) -> object:
+        check_transportable(probe, inputs)
+        if self.sandbox is not None:
+            return answer_of(self.sandbox.call(probe.__module__, probe.__name__, self.stage.module, inputs),
+                             f"{self.stage.module}.py")
         return run_probe(probe, self.module, copy.deepcopy(inputs), who=self.target)
 
 
@@ -64,9 +74,21 @@ def _stage_of(request: pytest.FixtureRequest) -> manifest.Stage:
     return found[0]
 
 
+@pytest.fixture(scope="session")
+def _sandbox(request: pytest.FixtureRequest) -> Sandbox | None:
+    if not request.config.getoption("--sandbox"):
+        yield None
+        return
+    box = Sandbox(targets.resolve(request.config.getoption("--target")),
+                  Limits(timeout=request.config.getoption("--probe-timeout"),
+                         memory_mb=request.config.getoption("--memory-mb")))
+    yield box
+    box.close()
+
+
 @pytest.fixture
-def target(request: pytest.FixtureRequest) -> Subject:
-    return Subject(request.config.getoption("--target"), _stage_of(request))
+def target(request: pytest.FixtureRequest, _sandbox: Sandbox | None) -> Subject:
+    return Subject(request.config.getoption("--target"), _stage_of(request), _sandbox)
 
 
 @pytest.fixture

@@ -1,0 +1,282 @@
+"""Run a submission's code only in a child process that can neither see the reference nor forge a grade.
+
+The child (grader/worker.py) runs in a scratch directory holding a copy of the submission's package and the probes'
+modules, with limits on CPU time, address space, file size and processes, in a session of its own (so a fork bomb dies
+with it). When the grader runs as root on Linux it also gets a private mount namespace in which the repository (the
+reference solutions, the tests, the grader) is covered by an empty tmpfs, a network namespace with no interfaces, and
+the unprivileged user `nobody`. It only ever answers with plain data (grader/wire.py); the trusted process judges.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import wire
+from .harness import ProbeError, Unimplemented, plain
+from .manifest import ROOT
+
+TRUSTED_FILES = ("__init__.py", "harness.py", "manifest.py", "targets.py", "wire.py", "worker.py")
+PASSED_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+                      "OPENBLAS_L2_SIZE", "LANG", "LC_ALL")
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float = 60.0  # wall seconds for one probe call
+    memory_mb: int = 4096  # address space of the worker
+    cpu_seconds: int = 1800  # CPU time of the worker over its life
+    processes: int = 64  # for the unprivileged user
+    file_mb: int = 64  # largest file the submission may write
+
+
+class SubmissionCrashed(AssertionError):
+    """The worker died, hung or answered nonsense; the test fails with what is known."""
+
+
+class SubmissionError(AssertionError):
+    """The submission's code raised while a probe ran; the message carries its type, text and traceback."""
+
+
+def answer_of(answer: dict, module_file: str) -> Any:
+    """Turn a worker's answer into plain data, or into the failure the in-process harness would have raised."""
+    if answer.get("ok") is True and "output" in answer:
+        return plain(answer["output"], "the submission's output")
+    kind, message = answer.get("kind"), str(answer.get("message", ""))
+    if kind == "unimplemented":
+        raise Unimplemented(f"NotImplementedError: {message} -- still a stub in {module_file}")
+    if kind == "probe":
+        raise ProbeError(message)
+    trace = str(answer.get("traceback", "")).strip()
+    raise SubmissionError(f"{answer.get('type', 'Error')}: {message}" + (f"\n{trace}" if trace else ""))
+
+
+def _hide_plan() -> list[tuple[str, list[str]]]:
+    """Directories to cover with an empty tmpfs, each with the paths inside it that must stay reachable.
+
+    Covered: the repository (reference, tests, grader) and any directory `nobody` may not traverse on the way to the
+    interpreter and its packages (e.g. /root, when Python lives in /root/.pyenv).
+    """
+    import numpy
+    needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(numpy.__file__)),
+                                            os.path.dirname(os.path.dirname(os.__file__)), tempfile.gettempdir())}
+    hide = {str(ROOT)}
+    for path in needed:
+        parts = Path(path).parts
+        for i in range(2, len(parts) + 1):
+            ancestor = str(Path(*parts[:i]))
+            if os.path.isdir(ancestor) and not os.stat(ancestor).st_mode & 0o001:
+                hide.add(ancestor)
+                break
+    outermost = sorted(h for h in hide if not any(h != o and h.startswith(o + os.sep) for o in hide))
+    plan = []
+    for covered in outermost:
+        keeps = sorted(n for n in needed if n.startswith(covered + os.sep))
+        keeps = [k for k in keeps if not any(k != o and k.startswith(o + os.sep) for o in keeps)]
+        plan.append((covered, keeps))
+    return plan
+
+
+def _isolate(plan: list[tuple[str, list[str]]]) -> None:
+    """In the child, before exec: private mounts, no network, the repository covered, then become `nobody`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what} failed")
+
+    check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
+    check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
+    for covered, keeps in plan:
+        handles = [os.open(k, os.O_PATH) for k in keeps]
+        check(libc.mount(b"tmpfs", covered.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755"), f"covering {covered}")
+        for keep, handle in zip(keeps, handles):
+            os.makedirs(keep, exist_ok=True)
+            check(libc.mount(f"/proc/self/fd/{handle}".encode(), keep.encode(), None, MS_BIND | MS_REC, None),
+                  f"exposing {keep}")
+            os.close(handle)
+    nobody = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(nobody.pw_gid)
+    os.setuid(nobody.pw_uid)
+
+
+def _apply_limits(limits: Limits) -> None:
+    megabyte = 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * megabyte,) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * megabyte,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
+
+
+@lru_cache(maxsize=1)
+def full_isolation_available() -> bool:
+    """True when the child can be given namespaces and `nobody` (root on Linux); checked once by trying it."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    plan = _hide_plan()
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", "import numpy"], preexec_fn=lambda: _isolate(plan),
+                              capture_output=True, timeout=60, cwd="/")
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return done.returncode == 0
+
+
+class Sandbox:
+    """A persistent worker for one submission package; restarted after a crash or a timeout."""
+
+    def __init__(self, package_dir: str | Path, limits: Limits = Limits(), isolate: bool | None = None):
+        self.limits = limits
+        self.isolated = full_isolation_available() if isolate is None else isolate
+        self.scratch = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
+        self._stage(Path(package_dir))
+        self._process: subprocess.Popen | None = None
+        self._responses = -1
+        self._next_id = 0
+        self.log = self.scratch / "output.log"
+        self._plan = _hide_plan() if self.isolated else []
+
+    @property
+    def isolation(self) -> str:
+        if self.isolated:
+            return "full: private mounts hiding the repository, no network, user nobody, resource limits"
+        return "partial: separate process, scratch directory, resource limits (run as root on Linux for full)"
+
+    def _stage(self, package_dir: Path) -> None:
+        """Copy in the submission's modules, the probes' modules and the worker: nothing else."""
+        os.chmod(self.scratch, 0o755)
+        package = self.scratch / "package"
+        package.mkdir()
+        for source in package_dir.glob("*.py"):
+            shutil.copy(source, package / source.name)
+        trusted = self.scratch / "trusted"
+        (trusted / "grader").mkdir(parents=True)
+        for name in TRUSTED_FILES:
+            shutil.copy(ROOT / "grader" / name, trusted / "grader" / name)
+        for source in (ROOT / "tests").rglob("test_*.py"):
+            relative = source.relative_to(ROOT)
+            if relative.parts[1] == "grader":
+                continue
+            (trusted / relative.parent).mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, trusted / relative)
+        for folder in [trusted / "tests", *(trusted / "tests").rglob("*")]:
+            if folder.is_dir():
+                (folder / "__init__.py").touch()
+        work = self.scratch / "work"
+        work.mkdir()
+        for path in self.scratch.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.chmod(work, 0o777)
+
+    def _start(self) -> None:
+        read_end, write_end = os.pipe()
+        plan, limits, isolated = self._plan, self.limits, self.isolated
+
+        def prepare() -> None:  # runs in the child between fork and exec
+            _apply_limits(limits)
+            if isolated:
+                _isolate(plan)
+
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch / "work"), "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONHASHSEED": "0"}
+        env.update({k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ})
+        with open(self.log, "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", str(self.scratch / "trusted" / "grader" / "worker.py"),
+                 str(self.scratch / "package"), str(write_end)],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_end,), cwd=self.scratch / "work",
+                env=env, preexec_fn=prepare, start_new_session=True)
+        os.close(write_end)
+        self._responses = read_end
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        chunks, remaining = [], size
+        while remaining:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([self._responses], [], [], wait)[0]:
+                raise TimeoutError
+            chunk = os.read(self._responses, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _output_tail(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")[-1500:].strip()
+        except OSError:
+            return ""
+
+    def call(self, module: str, probe: str, stage_module: str, inputs: dict) -> dict:
+        """Run one probe in the worker; the answer is a dict with ok, output or kind/type/message."""
+        if self._process is None or self._process.poll() is not None:
+            self._stop()
+            self._start()
+        self._next_id += 1
+        request = {"id": self._next_id, "module": module, "probe": probe, "stage_module": stage_module,
+                   "inputs": inputs}
+        deadline = time.monotonic() + self.limits.timeout
+        try:
+            self._process.stdin.write(wire.dumps(request))
+            self._process.stdin.flush()
+            answer = wire.read_frame(lambda n: self._read(n, deadline))
+        except TimeoutError:
+            self._stop()
+            raise SubmissionCrashed(f"{probe} did not finish within {self.limits.timeout:g} s and was stopped "
+                                    f"(an infinite loop, or far too slow?)") from None
+        except (EOFError, BrokenPipeError, wire.WireError) as error:
+            code = self._stop()
+            tail = self._output_tail()
+            raise SubmissionCrashed(f"the submission's process ended during {probe} (exit code {code}; {error})"
+                                    + (f"\n  its last output:\n{tail}" if tail else "")) from None
+        if not isinstance(answer, dict) or answer.get("id") != request["id"]:
+            self._stop()
+            raise SubmissionCrashed(f"{probe}: the worker answered out of turn; the submission wrote to its channel")
+        return answer
+
+    def _stop(self) -> int | None:
+        code = None
+        if self._process is not None:
+            if self._process.poll() is None:
+                try:
+                    os.killpg(self._process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    self._process.kill()
+            code = self._process.wait()
+            if self._process.stdin:
+                try:
+                    self._process.stdin.close()
+                except OSError:
+                    pass
+            self._process = None
+        if self._responses >= 0:
+            os.close(self._responses)
+            self._responses = -1
+        return code
+
+    def close(self) -> None:
+        self._stop()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
