@@ -40,6 +40,7 @@ class Options:
     timeout: float = 60.0
     memory_mb: int = 4096
     force: bool = False
+    stages: tuple[str, ...] = ()  # stage ids to grade; empty means every stage
 
 
 class SubmissionProblem(ValueError):
@@ -144,7 +145,7 @@ def grade_one(path: Path, options: Options) -> dict:
     started = time.monotonic()
     result = {"submission": submission_name(path), "source": str(path), "digest": _digest(path),
               "hidden": options.hidden, "problem": None, "stages": []}
-    stages = list(manifest.stages())
+    stages = [manifest.stage(s) for s in options.stages] if options.stages else list(manifest.stages())
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         try:
             package = _unpack(path, Path(scratch) / "unpacked")

@@ -129,6 +129,12 @@ class Mismatch(AssertionError):
 
 def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
     """None when got matches want within tol; otherwise a description of the first difference."""
+    if isinstance(want, dict) and "raised" in want:  # a raised(...) record: the exception's kind, not its wording
+        if not isinstance(got, dict) or "raised" not in got:
+            return f"{path}: expected {want['raised']} to be raised, got {_short(got)}"
+        if want["raised"] not in got.get("bases", [got["raised"]]):
+            return f"{path}: expected {want['raised']} to be raised, got {got['raised']}: {got.get('message', '')!r}"
+        return None
     if isinstance(want, dict):
         if not isinstance(got, dict) or set(got) != set(want):
             keys = sorted(got) if isinstance(got, dict) else type(got).__name__
@@ -164,7 +170,8 @@ def _diff_numeric(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
         return f"{path}: expected shape {want_array.shape}, got shape {got_array.shape}"
     got64, want64 = got_array.astype(np.float64), want_array.astype(np.float64)
     finite_wanted = np.isfinite(want64)
-    if not np.array_equal(np.isfinite(got64), finite_wanted) or np.any(got64[~finite_wanted] != want64[~finite_wanted]):
+    if not (np.array_equal(np.isfinite(got64), finite_wanted)
+            and np.array_equal(got64[~finite_wanted], want64[~finite_wanted], equal_nan=True)):
         bad = np.argwhere(np.isfinite(got64) != finite_wanted)
         index = tuple(int(i) for i in bad[0]) if len(bad) else ()
         return (f"{path}: {int((~np.isfinite(got64)).sum())} non-finite values (NaN/inf) where finite ones were "

@@ -31,6 +31,7 @@ from .manifest import ROOT
 TRUSTED_FILES = ("__init__.py", "harness.py", "manifest.py", "targets.py", "wire.py", "worker.py")
 PASSED_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
                       "OPENBLAS_L2_SIZE", "LANG", "LC_ALL")
+STARTUP_SECONDS = 120  # Python and NumPy starting on a loaded machine
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 
@@ -65,16 +66,19 @@ def answer_of(answer: dict, module_file: str) -> Any:
     raise SubmissionError(f"{answer.get('type', 'Error')}: {message}" + (f"\n{trace}" if trace else ""))
 
 
-def _hide_plan() -> list[tuple[str, list[str]]]:
+def _hide_plan(scratch: str | None = None) -> list[tuple[str, list[str]]]:
     """Directories to cover with an empty tmpfs, each with the paths inside it that must stay reachable.
 
-    Covered: the repository (reference, tests, grader) and any directory `nobody` may not traverse on the way to the
-    interpreter and its packages (e.g. /root, when Python lives in /root/.pyenv).
+    Covered: the repository (reference, tests, grader), the temporary directory (other sandboxes: other students'
+    code), and any directory `nobody` may not traverse on the way to the interpreter and its packages (e.g. /root,
+    when Python lives in /root/.pyenv). Kept: the interpreter, its packages, and this sandbox's scratch directory.
     """
     import numpy
     needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(numpy.__file__)),
-                                            os.path.dirname(os.path.dirname(os.__file__)), tempfile.gettempdir())}
-    hide = {str(ROOT)}
+                                            os.path.dirname(os.path.dirname(os.__file__)))}
+    if scratch:
+        needed.add(os.path.realpath(scratch))
+    hide = {str(ROOT), os.path.realpath(tempfile.gettempdir())}
     for path in needed:
         parts = Path(path).parts
         for i in range(2, len(parts) + 1):
@@ -150,7 +154,7 @@ class Sandbox:
         self._responses = -1
         self._next_id = 0
         self.log = self.scratch / "output.log"
-        self._plan = _hide_plan() if self.isolated else []
+        self._plan = _hide_plan(str(self.scratch)) if self.isolated else []
 
     @property
     def isolation(self) -> str:
@@ -204,6 +208,13 @@ class Sandbox:
                 env=env, preexec_fn=prepare, start_new_session=True)
         os.close(write_end)
         self._responses = read_end
+        try:
+            ready = wire.read_frame(lambda n: self._read(n, time.monotonic() + STARTUP_SECONDS))
+        except (TimeoutError, EOFError, wire.WireError):
+            ready = None
+        if ready != {"ready": True}:
+            self._stop()
+            raise SubmissionCrashed(f"the grading worker did not start: {self._output_tail() or 'no output'}")
 
     def _read(self, size: int, deadline: float) -> bytes:
         chunks, remaining = [], size

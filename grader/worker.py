@@ -36,6 +36,7 @@ def main() -> None:
     responses = os.fdopen(response_fd, "wb", buffering=0)
     requests = sys.stdin.buffer
     package = targets.load(package_dir)
+    wire.send(responses, {"ready": True})  # startup is not charged to the first probe's time limit
     while True:
         try:
             request = wire.read_frame(requests.read)
@@ -52,7 +53,8 @@ def main() -> None:
             answer.update(ok=False, kind="probe", type="ProbeError", message=str(error))
         except BaseException as error:  # SystemExit, KeyboardInterrupt from the submission: report, keep serving
             answer.update(ok=False, kind="error", type=type(error).__name__, message=str(error)[:4000],
-                          traceback="".join(traceback.format_exception(error))[-4000:])
+                          traceback="".join(traceback.format_exception(  # from the probe down
+                              type(error), error, error.__traceback__.tb_next))[-4000:])
         try:
             wire.send(responses, answer)
         except (ValueError, TypeError) as error:  # e.g. an output too large or not encodable

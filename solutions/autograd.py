@@ -20,7 +20,19 @@ from typing import Callable, Iterable, Sequence
 
 
 class Value:
-    """One scalar in a computation graph, and d(output)/d(this scalar) once `backward()` has run on the output."""
+    """One scalar in a computation graph, and d(output)/d(this scalar) once `backward()` has run on the output.
+
+    Every primitive op follows one pattern (docs/02-autograd.md, section 2):
+
+        out = Value(forward_value, (self, other), "op")
+        def _backward():                  # called once out.grad holds d(final output)/d(out)
+            self.grad += d_out_d_self * out.grad     # the chain rule; += because self may be used twice
+            other.grad += d_out_d_other * out.grad
+        out._backward = _backward
+        return out
+
+    A Python number on either side becomes a constant leaf with `_as_value(other)`.
+    """
 
     def __init__(self, data: float, _children: tuple[Value, ...] = (), _op: str = "") -> None:
         """A leaf when made by hand (no children); ops make interior Values and set their `_backward`."""
@@ -114,7 +126,7 @@ class Value:
         return out
 
     def sigmoid(self) -> Value:
-        """1 / (1 + e^-x).  d/dx = s * (1 - s) with s the output.  Finite for every finite x: never exp(-x) for x < 0."""
+        """1 / (1 + e^-x).  d/dx = s * (1 - s) with s the output.  Finite for any finite x: no exp(-x) for x < 0."""
         if self.data >= 0:
             s = 1.0 / (1.0 + math.exp(-self.data))
         else:  # the same number written with e^x, which cannot overflow for x < 0
@@ -170,6 +182,7 @@ class Value:
 
         Calling backward() twice without zero_grad() therefore doubles every leaf's gradient and leaves the interior
         gradients as they were. Iterative (no recursion), so graphs thousands of ops deep work.
+        See docs/02-autograd.md, sections 4 and 5.
         """
         order = topological_order(self)
         for node in order:
@@ -194,7 +207,7 @@ def topological_order(root: Value) -> list[Value]:
     """Every node of the graph that ends in `root`, once each, every node after all of its inputs (`_prev`).
 
     The leaves come early and `root` comes last. Built with an explicit stack, not recursion: a chain of 5000 ops
-    would pass Python's recursion limit (1000).
+    would pass Python's recursion limit (1000). See docs/02-autograd.md, section 4.
     """
     order: list[Value] = []
     visited: set[int] = set()  # ids, so that a Value never needs __eq__ or __hash__
@@ -253,13 +266,15 @@ class Neuron(Module):
     """out = tanh(w · x + b), or w · x + b when `nonlinear` is False."""
 
     def __init__(self, n_inputs: int, rng: random.Random, nonlinear: bool = True) -> None:
-        """n_inputs weights drawn in input order with rng.uniform(-1, 1), one draw each; the bias starts at 0.0."""
+        """self.w: n_inputs weights drawn in input order with rng.uniform(-1, 1), one draw each;
+        self.b: the bias, starting at 0.0 (no draw); self.nonlinear as given.
+        """
         self.w = [Value(rng.uniform(-1.0, 1.0)) for _ in range(n_inputs)]
         self.b = Value(0.0)
         self.nonlinear = nonlinear
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
-        """x: n_inputs Values or numbers -> one Value."""
+        """x: n_inputs Values or numbers -> one Value. Raises ValueError if len(x) != n_inputs."""
         if len(x) != len(self.w):
             raise ValueError(f"this neuron takes {len(self.w)} inputs, got {len(x)}")
         activation = sum((w * xi for w, xi in zip(self.w, x)), self.b)
@@ -274,7 +289,7 @@ class Layer(Module):
     """n_outputs neurons that all read the same n_inputs inputs."""
 
     def __init__(self, n_inputs: int, n_outputs: int, rng: random.Random, nonlinear: bool = True) -> None:
-        """The neurons are made (and draw their weights from rng) in order."""
+        """self.neurons: n_outputs Neurons, made (and drawing their weights from rng) in order."""
         self.neurons = [Neuron(n_inputs, rng, nonlinear) for _ in range(n_outputs)]
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
@@ -294,6 +309,7 @@ class MLP(Module):
 
         All weights come from one rng = random.Random(seed), drawn layer by layer, neuron by neuron, weight by weight
         (the order of parameters()); biases start at 0.0. The same seed gives the same network.
+        self.layers: the Layers; every one but the last is nonlinear.
         """
         rng = random.Random(seed)
         sizes = [n_inputs] + list(layer_sizes)

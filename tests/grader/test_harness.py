@@ -105,3 +105,22 @@ def test_central_difference_matches_a_known_gradient():
 def test_central_difference_refuses_float32():
     with pytest.raises(TypeError, match="float64"):
         central_difference(lambda: 0.0, np.zeros(2, dtype=np.float32))
+
+
+def test_nan_where_nan_is_expected_matches():
+    assert_close(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), F64)
+    with pytest.raises(Mismatch):
+        assert_close(np.array([np.inf, 1.0]), np.array([np.nan, 1.0]), F64)
+
+
+def test_raised_records_are_judged_by_exception_kind_not_wording():
+    want = raised(int, "x")  # ValueError
+    class Custom(ValueError):
+        pass
+    def custom():
+        raise Custom("another wording entirely")
+    assert_close(raised(custom), want, EXACT)  # a subclass with its own message is fine
+    with pytest.raises(Mismatch, match="expected ValueError to be raised, got TypeError"):
+        assert_close(raised(len, 3), want, EXACT)
+    with pytest.raises(Mismatch, match="expected ValueError to be raised"):
+        assert_close({"returned": 3}, want, EXACT)
