@@ -64,6 +64,33 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expected(args: argparse.Namespace) -> int:
+    """Regenerate tests/expected/ from the reference (for the student release and Gradescope)."""
+    stages = _stages(args.stages)
+    with report.progress("recording expected outputs") as on_progress:
+        run = runner.run(stages, "solutions", on_progress=on_progress, extra=["--record-expected"])
+    if not run.ok:
+        report.show_check(run, hidden=False)
+        print("error: the reference fails its own visible tests; nothing was written", file=sys.stderr)
+        return 1
+    print(f"wrote tests/expected/ for stages {', '.join(s.id for s in stages)}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Build the student kit: no solutions, no hidden tests; visible tests judged by stored outputs."""
+    from pathlib import Path
+
+    from . import release
+    out = release.build(Path(args.out))
+    found = release.leaks(out)
+    if found:
+        print("error: the release leaks the reference:\n  " + "\n  ".join(found), file=sys.stderr)
+        return 1
+    print(f"wrote the student release to {out} (checked: no solution body, no hidden test)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m grader",
@@ -94,7 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.set_defaults(func=cmd_grade)
 
+    expected = commands.add_parser("expected", help="instructors: store the reference's outputs of the visible suites")
+    expected.add_argument("stages", nargs="*", metavar="STAGE", help="stage ids (default: all)")
+    expected.set_defaults(func=cmd_expected)
+
+    release = commands.add_parser("release", help="instructors: build the student kit into OUT_DIR")
+    release.add_argument("out", metavar="OUT_DIR")
+    release.set_defaults(func=cmd_release)
+
     commands.add_parser("docs", help="regenerate docs/README.md from the manifest").set_defaults(func=cmd_docs)
+
+    # command modules that live in files of their own register here: module.register(commands)
     return parser
 
 
@@ -102,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (targets.TargetError, manifest.ManifestError, KeyError) as error:
+    except (targets.TargetError, manifest.ManifestError, KeyError, RuntimeError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ class WireError(ValueError):
     """A frame that is not well-formed plain data."""
 
 
-def _encode(value: Any) -> Any:
+def encode(value: Any) -> Any:
+    """Plain data -> JSON-ready data (arrays as base64 .npy, non-finite floats tagged)."""
     if isinstance(value, np.ndarray):
         buffer = io.BytesIO()
         np.save(buffer, value, allow_pickle=False)
@@ -29,15 +30,16 @@ def _encode(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):  # JSON has no NaN or infinity
         return {"__float__": repr(value)}
     if isinstance(value, list):
-        return [_encode(v) for v in value]
+        return [encode(v) for v in value]
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: encode(v) for k, v in value.items()}
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode(value: Any) -> Any:
+    """The inverse of encode; arrays are read with allow_pickle=False."""
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode(v) for v in value]
     if isinstance(value, dict):
         if set(value) == {"__ndarray__"}:
             try:
@@ -46,12 +48,12 @@ def _decode(value: Any) -> Any:
                 raise WireError(f"malformed array: {error}") from None
         if set(value) == {"__float__"}:
             return float(value["__float__"])
-        return {k: _decode(v) for k, v in value.items()}
+        return {k: decode(v) for k, v in value.items()}
     return value
 
 
 def dumps(message: Any) -> bytes:
-    payload = json.dumps(_encode(message), allow_nan=False).encode("utf-8")
+    payload = json.dumps(encode(message), allow_nan=False).encode("utf-8")
     return _HEADER.pack(len(payload)) + payload
 
 
@@ -72,6 +74,6 @@ def read_frame(read: callable) -> Any:
     if len(payload) < size:
         raise EOFError("the stream ended inside a frame")
     try:
-        return _decode(json.loads(payload))
+        return decode(json.loads(payload))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WireError(f"malformed frame: {error}") from None

@@ -22,15 +22,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from grader import manifest, targets  # noqa: E402
+from grader import expected, manifest, targets  # noqa: E402
 from grader.harness import F64, Mistake, Tol, assert_close, check_transportable, run_probe  # noqa: E402
 from grader.sandbox import Limits, Sandbox, answer_of  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("workbook")
-    group.addoption("--target", default="solutions",
-                    help="what the stage suites test: exercises, solutions (default) or a path to a submission")
+    group.addoption("--target", default="solutions" if (ROOT / "solutions").is_dir() else "exercises",
+                    help="what the stage suites test: exercises, solutions (the default where it exists) or a "
+                         "path to a submission")
+    group.addoption("--reference", choices=("solutions", "stored"), default=None,
+                    help="what the target is compared with: solutions/ (default when present) or the stored "
+                         "expected outputs in tests/expected/ (a student release)")
+    group.addoption("--record-expected", action="store_true",
+                    help="store the reference's outputs of the visible suites in tests/expected/ (instructors)")
     group.addoption("--sandbox", action="store_true",
                     help="run the target's code only in a sandboxed worker process (grader/sandbox.py)")
     group.addoption("--probe-timeout", type=float, default=60.0, help="with --sandbox: seconds per probe call")
@@ -44,6 +50,8 @@ class Subject:
     target: str
     stage: manifest.Stage
     sandbox: Sandbox | None = None
+    replayer: expected.Replayer | None = None  # the reference, from stored outputs
+    recorder: expected.Recorder | None = None  # stores what the reference computes
     _module: ModuleType | None = field(default=None, repr=False)
 
     @property
@@ -61,17 +69,39 @@ class Subject:
 
     def run(self, probe: Callable, **inputs) -> object:
         check_transportable(probe, inputs)
+        if self.replayer is not None:
+            return self.replayer.output(self.stage.id, probe, inputs)
+        if self.recorder is not None:
+            output = run_probe(probe, self.module, copy.deepcopy(inputs), who=self.target)
+            self.recorder.add(self.stage.id, probe, inputs, output)
+            return output
         if self.sandbox is not None:
             return answer_of(self.sandbox.call(probe.__module__, probe.__name__, self.stage.module, inputs),
                              f"{self.stage.module}.py")
         return run_probe(probe, self.module, copy.deepcopy(inputs), who=self.target)
 
 
-def _stage_of(request: pytest.FixtureRequest) -> manifest.Stage:
+def _stage_of(request: pytest.FixtureRequest) -> tuple[manifest.Stage, bool]:
     found = manifest.stage_of_test_path(request.node.path)
     if found is None:
         raise RuntimeError(f"{request.node.path} is not under tests/stageNN/ or tests/hidden/stageNN/")
-    return found[0]
+    return found
+
+
+def _reference_kind(config: pytest.Config) -> str:
+    return config.getoption("--reference") or ("solutions" if targets.NAMED["solutions"].is_dir() else "stored")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.expected_recorder = expected.Recorder() if config.getoption("--record-expected") else None
+    config.expected_replayer = expected.Replayer() if _reference_kind(config) == "stored" else None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    recorder = session.config.expected_recorder
+    if recorder is not None and session.testsfailed == 0:
+        for path in recorder.write():
+            print(f"\nwrote {path.relative_to(ROOT)}")
 
 
 @pytest.fixture(scope="session")
@@ -88,12 +118,14 @@ def _sandbox(request: pytest.FixtureRequest) -> Sandbox | None:
 
 @pytest.fixture
 def target(request: pytest.FixtureRequest, _sandbox: Sandbox | None) -> Subject:
-    return Subject(request.config.getoption("--target"), _stage_of(request), _sandbox)
+    return Subject(request.config.getoption("--target"), _stage_of(request)[0], _sandbox)
 
 
 @pytest.fixture
 def reference(request: pytest.FixtureRequest) -> Subject:
-    return Subject("solutions", _stage_of(request))
+    stage, hidden = _stage_of(request)
+    recorder = None if hidden else request.config.expected_recorder
+    return Subject("solutions", stage, replayer=request.config.expected_replayer, recorder=recorder)
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""Stored expected outputs: the reference's probe results, for where the reference is not shipped (a student release).
+
+Each probe call is keyed by the probe's name and a digest of its inputs (their wire encoding, which is deterministic);
+the store for a stage is one JSON file, tests/expected/stageNN.json, holding key -> the reference's output. Only the
+visible suites are stored: hidden cases never leave the instructors' copy.
+
+    python -m grader expected     # regenerate every store from solutions/ (instructors)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from . import wire
+from .manifest import ROOT
+
+STORE = ROOT / "tests" / "expected"
+
+
+class MissingExpected(AssertionError):
+    """The store has no output for this probe call: it is stale, or the test's inputs are not deterministic."""
+
+
+def key(probe: Callable, inputs: dict) -> str:
+    """The probe's module-qualified name and a digest of its inputs."""
+    digest = hashlib.sha256(wire.dumps(inputs)).hexdigest()[:32]
+    return f"{probe.__module__}:{probe.__name__}:{digest}"
+
+
+def path_for(stage_id: str, store: Path = STORE) -> Path:
+    return store / f"stage{stage_id}.json"
+
+
+def load(stage_id: str, store: Path = STORE) -> dict[str, Any]:
+    path = path_for(stage_id, store)
+    if not path.exists():
+        return {}
+    return {k: wire.decode(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def save(stage_id: str, outputs: dict[str, Any], store: Path = STORE) -> Path:
+    """Write a stage's store, keys sorted so that regenerating an unchanged stage changes no byte."""
+    path = path_for(stage_id, store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded = {k: wire.encode(outputs[k]) for k in sorted(outputs)}
+    path.write_text(json.dumps(encoded, indent=0, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+class Recorder:
+    """Collects the reference's outputs during a run of the visible suites (conftest's --record-expected)."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, dict[str, Any]] = {}
+
+    def add(self, stage_id: str, probe: Callable, inputs: dict, output: Any) -> None:
+        self.outputs.setdefault(stage_id, {})[key(probe, inputs)] = output
+
+    def write(self, store: Path = STORE) -> list[Path]:
+        return [save(stage_id, outputs, store) for stage_id, outputs in sorted(self.outputs.items())]
+
+
+class Replayer:
+    """The reference, replayed from the store."""
+
+    def __init__(self, store: Path = STORE) -> None:
+        self.store = store
+        self.loaded: dict[str, dict[str, Any]] = {}
+
+    def output(self, stage_id: str, probe: Callable, inputs: dict) -> Any:
+        if stage_id not in self.loaded:
+            self.loaded[stage_id] = load(stage_id, self.store)
+        found = self.loaded[stage_id].get(key(probe, inputs), _MISSING)
+        if found is _MISSING:
+            raise MissingExpected(f"no stored expected output for {probe.__name__} with these inputs in "
+                                  f"{path_for(stage_id, self.store).relative_to(ROOT)}; instructors regenerate the "
+                                  f"stores with `python -m grader expected`")
+        return found
+
+
+_MISSING = object()

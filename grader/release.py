@@ -1,0 +1,109 @@
+"""`python -m grader release OUT_DIR`: the kit as students receive it.
+
+In: exercises/, the visible suites and their stored expected outputs (tests/expected/), the grader, docs/, the
+student notebooks when they exist. Out: solutions/, the hidden suites, instructor notebooks, benchmarks. The release's
+own `python -m pytest` and `python -m grader` run the visible suites against exercises/, judging with the stored
+outputs. `leaks(OUT_DIR)` proves that no solution body and no hidden case made it in.
+"""
+from __future__ import annotations
+
+import ast
+import shutil
+import textwrap
+from pathlib import Path
+
+from . import manifest
+from .manifest import ROOT
+
+SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "exercises", "docs", "grader",
+           "tests/__init__.py", "tests/conftest.py", "tests/expected", "tests/grader/__init__.py",
+           "tests/grader/test_harness.py", "notebooks/student")
+RELEASE_NOTE = """> **Student release.** The reference solutions and the hidden tests are not part of this kit: the visible tests
+> compare your code with stored expected outputs (`tests/expected/`), and `python -m pytest` checks `exercises/`.
+
+"""
+
+
+class ReleaseError(RuntimeError):
+    """The release cannot be built (an existing non-empty folder, a missing store)."""
+
+
+def _copy(relative: str, out: Path) -> None:
+    source = ROOT / relative
+    if not source.exists():
+        return
+    destination = out / relative
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        shutil.copy2(source, destination)
+
+
+def build(out: Path) -> Path:
+    """Write the student kit to `out` (which must not exist or be empty)."""
+    if out.exists() and any(out.iterdir()):
+        raise ReleaseError(f"{out} exists and is not empty; choose a new folder")
+    missing = [s.id for s in manifest.stages() if not (ROOT / "tests" / "expected" / f"stage{s.id}.json").exists()]
+    if missing:
+        raise ReleaseError(f"no stored expected outputs for stages {missing}: run `python -m grader expected` first")
+    out.mkdir(parents=True, exist_ok=True)
+    for relative in SHIPPED:
+        _copy(relative, out)
+    for stage in manifest.stages():
+        _copy(stage.test_dir(hidden=False), out)
+    readme = out / "README.md"
+    title, _, rest = readme.read_text().partition("\n")
+    readme.write_text(f"{title}\n\n{RELEASE_NOTE}{rest.lstrip()}")
+    return out
+
+
+def _solution_bodies() -> list[tuple[str, str]]:
+    """(name, source) of every reference function body that the skeleton leaves to the learner (at least 2 lines)."""
+    bodies = []
+    for stage in manifest.stages():
+        source = (ROOT / "solutions" / f"{stage.module}.py").read_text()
+        exercise = (ROOT / "exercises" / f"{stage.module}.py").read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+                if not body:
+                    continue
+                text = textwrap.dedent("\n".join(
+                    source.splitlines()[body[0].lineno - 1: body[-1].end_lineno])).strip()
+                if text.count("\n") >= 1 and text not in exercise:
+                    bodies.append((f"{stage.module}.{node.name}", text))
+    return bodies
+
+
+def leaks(out: Path) -> list[str]:
+    """What of the reference or the hidden suites is in a release folder (empty: nothing)."""
+    found = []
+    if (out / "solutions").exists():
+        found.append("solutions/ is present")
+    if (out / "tests" / "hidden").exists():
+        found.append("tests/hidden/ is present")
+    texts = {p: p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix in
+             (".py", ".md", ".ipynb", ".json", ".toml", ".txt")}
+    normalized = {p: "\n".join(line.strip() for line in t.splitlines()) for p, t in texts.items()}
+    for name, body in _solution_bodies():
+        needle = "\n".join(line.strip() for line in body.splitlines())
+        for path, text in normalized.items():
+            if needle in text:
+                found.append(f"{path.relative_to(out)} contains the body of {name}")
+    hidden_names = set()
+    for stage in manifest.stages():
+        for path in (ROOT / stage.test_dir(hidden=True)).glob("test_*.py"):
+            hidden_names.add(path.stem)
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.FunctionDef) and node.name.startswith(("test_", "probe_")):
+                    hidden_names.add(node.name)
+    visible_names = set()
+    for stage in manifest.stages():
+        for path in (ROOT / stage.test_dir(hidden=False)).glob("test_*.py"):
+            visible_names |= {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+    for name in sorted(hidden_names - visible_names):
+        for path, text in texts.items():
+            if name in text:
+                found.append(f"{path.relative_to(out)} names the hidden {name}")
+    return found
