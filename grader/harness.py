@@ -154,7 +154,8 @@ def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
                 return found
         return None
     if isinstance(want, (str, type(None))) or isinstance(got, (str, type(None))):
-        return None if got == want and type(got) is type(want) else f"{path}: expected {want!r}, got {_short(got)}"
+        same = type(got) is type(want) and got == want  # the type first: None == array would be elementwise
+        return None if same else f"{path}: expected {_short(want)}, got {_short(got)}"
     return _diff_numeric(got, want, tol, path)
 
 

@@ -124,3 +124,10 @@ def test_raised_records_are_judged_by_exception_kind_not_wording():
         assert_close(raised(len, 3), want, EXACT)
     with pytest.raises(Mismatch, match="expected ValueError to be raised"):
         assert_close({"returned": 3}, want, EXACT)
+
+
+def test_none_against_an_array_is_a_clear_mismatch():
+    with pytest.raises(Mismatch, match="grad: expected array"):
+        assert_close(None, np.zeros(3), F64, what="grad")
+    with pytest.raises(Mismatch, match="expected None"):
+        assert_close(np.zeros(3), None, F64)

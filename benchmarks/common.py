@@ -1,0 +1,44 @@
+"""Timing helpers shared by the benchmarks: thread pinning, medians over repeats, the optional torch peer."""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+TORCH_HINT = "PyTorch is not installed, so the comparison is skipped: pip install torch==2.13.0 (a CPU build)"
+
+
+def torch_or_none():
+    """The torch module, or None (the benchmarks then time the reference alone and say how to install torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+@contextmanager
+def threads(count: int) -> Iterator[None]:
+    """Pin BLAS (NumPy's and torch's) to `count` threads for a fair comparison."""
+    from threadpoolctl import threadpool_limits
+    torch = torch_or_none()
+    previous = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(count)
+    with threadpool_limits(limits=count):
+        yield
+    if torch:
+        torch.set_num_threads(previous)
+
+
+def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """The median wall time of `step` over `repeats` runs after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
