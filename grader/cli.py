@@ -34,10 +34,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    """Regenerate docs/README.md (the index of stage pages) from the manifest."""
+    """Regenerate docs/README.md (the index of stage pages) and README.md's stage table from the manifest."""
     from . import docs
-    docs.write_index()
-    print(f"wrote {docs.INDEX.relative_to(manifest.ROOT)}")
+    print(f"wrote {', '.join(docs.write())}")
     return 0
 
 
@@ -129,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("out", metavar="OUT_DIR")
     release.set_defaults(func=cmd_release)
 
-    commands.add_parser("docs", help="regenerate docs/README.md from the manifest").set_defaults(func=cmd_docs)
+    commands.add_parser("docs", help="regenerate docs/README.md and README.md's stage table from the manifest").set_defaults(func=cmd_docs)
 
     # command modules that live in files of their own register here: module.register(commands)
+    from . import gradescope, reveal, watch
+    for module in (watch, reveal, gradescope):
+        module.register(commands)
     return parser
 
 

@@ -1,10 +1,13 @@
-"""docs/README.md, the index of stage pages, generated from the manifest (`python -m grader docs`)."""
+"""Generated from the manifest by `python -m grader docs`: docs/README.md (the index of stage pages) and the stage
+table in README.md (between the STAGES markers)."""
 from __future__ import annotations
 
 from . import manifest
 from .manifest import ROOT
 
 INDEX = ROOT / "docs" / "README.md"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- STAGES: generated from grader/stages.toml by `python -m grader docs` -->", "<!-- /STAGES -->"
 
 
 def render_index() -> str:
@@ -26,5 +29,23 @@ def render_index() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_index() -> None:
+def render_stage_table() -> str:
+    lines = [BEGIN, "| Stage | You build | You edit | Read |", "| --- | --- | --- | --- |"]
+    for stage in manifest.stages():
+        lines.append(f"| {stage.id} | {stage.title}: {stage.summary} | `{stage.exercise_file}` | "
+                     f"[{stage.doc}]({stage.doc}) |")
+    return "\n".join(lines + [END])
+
+
+def render_readme(current: str) -> str:
+    """README.md with its stage table regenerated (the markers must be present)."""
+    if BEGIN not in current or END not in current:
+        raise ValueError("README.md has no STAGES markers for the generated stage table")
+    head, rest = current.split(BEGIN, 1)
+    return head + render_stage_table() + rest.split(END, 1)[1]
+
+
+def write() -> list[str]:
     INDEX.write_text(render_index(), encoding="utf-8")
+    README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
+    return [str(INDEX.relative_to(ROOT)), str(README.relative_to(ROOT))]

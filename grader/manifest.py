@@ -25,6 +25,7 @@ class Stage:
     visible_points: float
     hidden_points: float
     hints: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
 
     @property
     def label(self) -> str:
@@ -62,6 +63,7 @@ def _parse(raw: dict) -> list[Stage]:
             visible_points=float(points.get("visible", 0)),
             hidden_points=float(points.get("hidden", 0)),
             hints=dict(entry.get("hints", {})),
+            summary=entry.get("summary", ""),
         ))
     ids = [s.id for s in stages]
     if ids != sorted(ids) or len(set(ids)) != len(ids):

@@ -6,7 +6,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from .runner import Progress, Run, TestResult
+from .runner import Progress, Run, StageResult, TestResult
 
 BAR_WIDTH = 20
 
@@ -34,6 +34,11 @@ def _print(text: str = "", style: str | None = None) -> None:
         Console(highlight=False).print(f"[{style}]{escape(text)}[/]" if style else escape(text))
     else:
         print(text)
+
+
+def say(text: str = "", style: str | None = None) -> None:
+    """One line, styled on a terminal and plain otherwise: for the commands that live in files of their own."""
+    _print(text, style)
 
 
 @contextmanager
@@ -90,15 +95,20 @@ def show_progress(run: Run) -> None:
     if following is None:
         _print("\nEvery stage passes. Well done.", "bold green")
         return
-    stage = following.stage
+    show_next(following)
+    _print(f"\nSee every test of this stage: python -m grader check {following.stage.id}")
+
+
+def show_next(result: StageResult, open_path: str | None = None) -> None:
+    """An unfinished stage: the file to open, the page to read, its first failing test with the hint."""
+    stage = result.stage
     _print(f"\nNext: stage {stage.label}", "bold")
-    _print(f"  open  {stage.exercise_file}")
+    _print(f"  open  {open_path or stage.exercise_file}")
     _print(f"  read  {stage.doc}")
-    first = following.first_failure()
+    first = result.first_failure()
     if first is not None:
-        _print(f"\nFirst failing test ({following.passed()}/{following.total()} pass):")
+        _print(f"\nFirst failing test ({result.passed()}/{result.total()} pass):")
         _failure(first)
-    _print(f"\nSee every test of this stage: python -m grader check {stage.id}")
 
 
 def show_check(run: Run, hidden: bool) -> None:

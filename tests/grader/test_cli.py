@@ -150,6 +150,8 @@ def test_docs_index_is_generated_from_the_manifest_and_up_to_date():
     from grader import docs
     index = (ROOT / "docs" / "README.md").read_text()
     assert index == docs.render_index(), "docs/README.md is stale: run `python -m grader docs`"
+    readme = (ROOT / "README.md").read_text()
+    assert readme == docs.render_readme(readme), "README.md's stage table is stale: run `python -m grader docs`"
     for stage in manifest.stages():
         assert stage.doc.removeprefix("docs/") in index
 
