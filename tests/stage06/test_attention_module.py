@@ -1,0 +1,142 @@
+"""Stage 06 (attention), visible suite: the MultiHeadAttention module.
+
+The probes cast the module's parameters to float64 so that the module can be compared with a plain NumPy
+computation from the same weights, and gradient-checked by central differences. Conventions: exercises/attention.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grader.harness import EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, seeded
+from tests.stage06.test_attention import numpy_attention, tensor_module
+from tests.stage06.test_attention_positions import numpy_rope
+
+ROUNDING = Tol(1e-9, 1e-11, "float64; the NumPy reference sums in another order")
+
+
+def build(m, width: int, heads: int, kv_heads, seed: int, rotary: bool = False, causal: bool = True,
+          bias: bool = False, float64: bool = True):
+    """A MultiHeadAttention from a seed, its parameters cast to float64 (the probes compare in float64)."""
+    module = m.MultiHeadAttention(width, heads, kv_heads, rng=np.random.default_rng(seed), rotary=rotary,
+                                  max_positions=16, causal=causal, bias=bias)
+    if float64:
+        for parameter in module.parameters():
+            parameter.data = parameter.data.astype(np.float64)
+    return module
+
+
+def probe_module(m, x, weights, width: int, heads: int, kv_heads, seed: int, rotary: bool = False,
+                 causal: bool = True, bias: bool = False, numeric: bool = False) -> dict:
+    """Output, parameters, and gradients of L = sum(out * weights) (and central differences for x, if asked)."""
+    tensor = tensor_module(m)
+    module = build(m, width, heads, kv_heads, seed, rotary, causal, bias)
+    leaf = tensor.Tensor(x, requires_grad=True, dtype=np.float64)
+    out = module(leaf)
+    out.backward(weights)
+    result = {"out": out.data, "grad_x": leaf.grad,
+              "parameters": {name: p.data for name, p in module.named_parameters()},
+              "grads": {name: p.grad for name, p in module.named_parameters()}}
+    if numeric:
+        result["numeric_x"] = central_difference(
+            lambda: float((module(tensor.Tensor(x, dtype=np.float64)).data * weights).sum()), x)
+    return result
+
+
+def numpy_module(x: np.ndarray, parameters: dict, heads: int, kv_heads: int, rotary: bool, causal: bool,
+                 split_heads_wrong: bool = False) -> np.ndarray:
+    """Multi-head attention in plain NumPy from the module's own weights (test-side)."""
+    B, T, width = x.shape
+    Dh = width // heads
+
+    def project(name: str, y: np.ndarray) -> np.ndarray:
+        return y @ parameters[f"{name}.weight"] + parameters.get(f"{name}.bias", 0.0)
+
+    def split(y: np.ndarray, n: int) -> np.ndarray:  # (B, T, n·Dh) -> (B, n, T, Dh)
+        return y.reshape(B, n, T, Dh) if split_heads_wrong else y.reshape(B, T, n, Dh).transpose(0, 2, 1, 3)
+
+    q = split(project("query", x), heads)  # (B, H, T, Dh)
+    k, v = split(project("key", x), kv_heads), split(project("value", x), kv_heads)  # (B, Hkv, T, Dh)
+    if rotary:
+        q, k = numpy_rope(q), numpy_rope(k)
+    y = numpy_attention(q, k, v, np.zeros_like(q), causal=causal)["out"]  # (B, H, T, Dh)
+    return project("output", y.transpose(0, 2, 1, 3).reshape(B, T, heads * Dh))
+
+
+@pytest.mark.concept("mha")
+def test_parameter_names_and_shapes(check):
+    x = seeded(630).standard_normal((1, 3, 12))
+    got = check(probe_module, x=x, weights=x, width=12, heads=6, kv_heads=2, seed=631, tol=F64,
+                what="MultiHeadAttention(12, heads=6, kv_heads=2)")
+    shapes = {name: list(value.shape) for name, value in got["parameters"].items()}
+    # Dh = 12 / 6 = 2: queries 6 · 2 = 12 wide, keys and values 2 · 2 = 4 wide.
+    assert_close(shapes, {"query.weight": [12, 12], "key.weight": [12, 4], "value.weight": [12, 4],
+                          "output.weight": [12, 12]}, EXACT, "parameter shapes (no projection biases by default)")
+    assert_close(list(got["parameters"]), ["query.weight", "key.weight", "value.weight", "output.weight"], EXACT,
+                 "parameter names in order")
+    with_bias = check(probe_module, x=x, weights=x, width=12, heads=6, kv_heads=2, seed=631, bias=True, tol=F64,
+                      what="MultiHeadAttention(..., bias=True)")
+    assert_close(list(with_bias["parameters"]), ["query.weight", "query.bias", "key.weight", "key.bias",
+                                                 "value.weight", "value.bias", "output.weight", "output.bias"],
+                 EXACT, "parameter names with bias=True")
+
+
+@pytest.mark.concept("mha")
+def test_module_matches_numpy_attention_from_its_own_weights(target, reference):
+    rng = seeded(632)
+    inputs = {"x": rng.standard_normal((2, 5, 8)), "weights": rng.standard_normal((2, 5, 8)), "width": 8,
+              "heads": 4, "kv_heads": 2, "seed": 633, "rotary": True, "numeric": True}
+    got = target.run(probe_module, **inputs)
+    parameters = got["parameters"]
+
+    def numpy_output(**switches) -> np.ndarray:
+        return numpy_module(inputs["x"], parameters, 4, 2, **dict(dict(rotary=True, causal=True), **switches))
+
+    assert_close(got["out"], numpy_output(), ROUNDING, "MultiHeadAttention(8, 4, kv_heads=2, rotary=True) vs NumPy "
+                 "attention from its own weights", (
+                     Mistake("heads are split with reshape(B, H, T, Dh); reshape to (B, T, H, Dh), then transpose to "
+                             "(B, H, T, Dh)", lambda got, want: np.allclose(got, numpy_output(split_heads_wrong=True))),
+                     Mistake("RoPE is missing (rotary=True rotates queries and keys)",
+                             lambda got, want: np.allclose(got, numpy_output(rotary=False))),
+                     Mistake("the mask is missing (causal=True by default)",
+                             lambda got, want: np.allclose(got, numpy_output(causal=False))),
+                 ))
+    assert_close(got["grad_x"], got["numeric_x"], GRADCHECK, "d/dx: backward() vs central differences")
+    want = reference.run(probe_module, **inputs)
+    del got["numeric_x"], want["numeric_x"]  # rounding in central differences differs with the summation order
+    assert_close(got, want, F64, "MultiHeadAttention(8, 4, kv_heads=2, rotary=True)")
+
+
+@pytest.mark.concept("gqa")
+def test_kv_heads_equal_to_heads_is_plain_multi_head(check, target):
+    rng = seeded(634)
+    inputs = {"x": rng.standard_normal((2, 4, 8)), "weights": rng.standard_normal((2, 4, 8)), "width": 8,
+              "heads": 2, "seed": 635}
+    grouped = check(probe_module, kv_heads=2, tol=F64, what="MultiHeadAttention(8, 2, kv_heads=2)", **inputs)
+    plain = target.run(probe_module, kv_heads=None, **inputs)
+    assert_close(grouped, plain, EXACT, "kv_heads=2 vs kv_heads=None (the default) with the same seed")
+    assert_close(plain["out"], numpy_module(inputs["x"], plain["parameters"], 2, 2, False, True), ROUNDING,
+                 "plain multi-head vs NumPy attention from its own weights")
+
+
+def probe_module_outputs(m, x, causal: bool) -> np.ndarray:
+    tensor = tensor_module(m)
+    module = m.MultiHeadAttention(8, 4, 2, rng=np.random.default_rng(636), rotary=True, causal=causal)
+    return module(tensor.Tensor(x)).data  # float32, as a model runs
+
+
+@pytest.mark.concept("causal")
+def test_module_is_causal(check, target):
+    x = seeded(637).standard_normal((2, 6, 8))
+    base = check(probe_module_outputs, x=x, causal=True, tol=Tol(1e-4, 1e-5, "float32 module"),
+                 what="causal MultiHeadAttention, float32")
+    assert_true(base.dtype == np.float32, f"a float32 input must give a float32 output, got {base.dtype}")
+    changed = x.copy()
+    changed[:, 3:] = seeded(638).standard_normal(changed[:, 3:].shape)
+    after = target.run(probe_module_outputs, x=changed, causal=True)
+    assert_close(after[:, :3], base[:, :3], Tol(0.0, 0.0, "the future must not move the past at all"),
+                 "outputs at positions 0..2 after changing the input at positions 3..5")
+    free = target.run(probe_module_outputs, x=changed, causal=False)
+    unmasked = target.run(probe_module_outputs, x=x, causal=False)
+    assert_true(not np.allclose(free[:, 0], unmasked[:, 0]),
+                "with causal=False the first position must see the changed future (it did not)")
