@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import shutil
-import textwrap
 from pathlib import Path
 
 from . import manifest
@@ -58,6 +57,11 @@ def build(out: Path) -> Path:
     return out
 
 
+def _normalized(text: str) -> str:
+    """Lines stripped of indentation and blank lines dropped, so a body matches wherever it is nested."""
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _solution_bodies() -> list[tuple[str, str]]:
     """(name, source) of every reference function body that the skeleton leaves to the learner (at least 2 lines)."""
     bodies = []
@@ -69,9 +73,8 @@ def _solution_bodies() -> list[tuple[str, str]]:
                 body = node.body[1:] if ast.get_docstring(node) is not None else node.body
                 if not body:
                     continue
-                text = textwrap.dedent("\n".join(
-                    source.splitlines()[body[0].lineno - 1: body[-1].end_lineno])).strip()
-                if text.count("\n") >= 1 and text not in exercise:
+                text = _normalized("\n".join(source.splitlines()[body[0].lineno - 1: body[-1].end_lineno]))
+                if text.count("\n") >= 1 and text not in _normalized(exercise):  # given helpers are not leaks
                     bodies.append((f"{stage.module}.{node.name}", text))
     return bodies
 
@@ -85,11 +88,10 @@ def leaks(out: Path) -> list[str]:
         found.append("tests/hidden/ is present")
     texts = {p: p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix in
              (".py", ".md", ".ipynb", ".json", ".toml", ".txt")}
-    normalized = {p: "\n".join(line.strip() for line in t.splitlines()) for p, t in texts.items()}
+    normalized = {p: _normalized(t) for p, t in texts.items()}
     for name, body in _solution_bodies():
-        needle = "\n".join(line.strip() for line in body.splitlines())
         for path, text in normalized.items():
-            if needle in text:
+            if body in text:
                 found.append(f"{path.relative_to(out)} contains the body of {name}")
     hidden_names = set()
     for stage in manifest.stages():
