@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("docs", help="regenerate docs/README.md and README.md's stage table from the manifest").set_defaults(func=cmd_docs)
 
     # command modules that live in files of their own register here: module.register(commands)
-    from . import gradescope, reveal, watch
-    for module in (watch, reveal, gradescope):
+    from . import gradescope, notebooks, reveal, watch
+    for module in (watch, reveal, gradescope, notebooks):
         module.register(commands)
     return parser
 

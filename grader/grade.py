@@ -77,10 +77,17 @@ def _unpack(path: Path, into: Path) -> Path:
     elif not path.is_dir():
         raise SubmissionProblem(f"{path} is neither a folder nor a .zip file")
     modules = {m.module for m in manifest.stages()}
-    candidates = [path, path / "exercises", *sorted(p for p in path.rglob("*") if p.is_dir())]
-    for folder in candidates:
+    candidates = [path, path / "exercises", *sorted(p for p in path.rglob("*") if p.is_dir() and p.name != "workbook")]
+    for folder in candidates:  # (workbook/ beside a notebook holds the reference's earlier stages, not the learner's)
         if any((folder / f"{m}.py").exists() for m in modules):
             return folder
+    notebooks = sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if notebooks:  # the stage notebooks: their module-code cells become the modules (grader/notebooks.py)
+        from .notebooks import NotebookError, modules_from_notebooks
+        try:
+            return modules_from_notebooks(notebooks, into.with_name(into.name + "-notebooks"))[0].parent
+        except NotebookError as error:
+            raise SubmissionProblem(f"{path.name}: {error}") from None
     raise SubmissionProblem(f"{path.name}: no stage modules ({', '.join(sorted(modules))}.py) and no notebooks found")
 
 

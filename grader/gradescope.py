@@ -22,7 +22,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from . import grade, manifest
+from . import grade, manifest, sandbox
 from .manifest import ROOT
 
 CONFIG = "gradescope.json"
@@ -161,6 +161,8 @@ def run(root: Path) -> dict:
         if len(zips) == 1 and not any(submission.rglob("*.py")):
             submission = zips[0]  # a zip uploaded as it is
         options = grade.Options(out=root / "results", hidden=True, stages=tuple(config["stages"]))
+        # Full isolation needs mount namespaces, which some containers refuse even to root: say which one ran.
+        print(f"sandbox isolation: {'full' if sandbox.full_isolation_available() else 'partial'}")
         graded = grade.grade_one(submission, options)
         data = results(graded, config.get("hidden_visibility", "after_due_date"), time.monotonic() - started)
     except BaseException as error:  # noqa: BLE001 - whatever happens, the student gets a results.json
