@@ -148,6 +148,14 @@ def _write(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
+def _close_to_others(folder: Path) -> None:
+    """chmod go-rwx on a folder and everything in it (a worker running as `nobody` can then read none of it)."""
+    if not folder.exists():
+        return
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & 0o700)
+
+
 def run(root: Path) -> dict:
     """Grade root/submission into root/results/results.json; never raises, always leaves the file behind."""
     started = time.monotonic()
@@ -161,8 +169,13 @@ def run(root: Path) -> dict:
         if len(zips) == 1 and not any(submission.rglob("*.py")):
             submission = zips[0]  # a zip uploaded as it is
         options = grade.Options(out=root / "results", hidden=True, stages=tuple(config["stages"]))
-        # Full isolation needs mount namespaces, which some containers refuse even to root: say which one ran.
-        print(f"sandbox isolation: {'full' if sandbox.full_isolation_available() else 'partial'}")
+        # Full isolation needs mount namespaces, which some containers refuse even to root. Without them the
+        # worker still runs as `nobody`, so the reference, the tests and the results must be closed to others.
+        if ROOT.resolve() == (root / "source").resolve():  # only ever inside the autograder's own layout
+            for private in (ROOT / "solutions", ROOT / "tests", root / "results"):
+                _close_to_others(private)
+        level = sandbox.isolation_level()
+        print(f"sandbox isolation: {level} ({sandbox.LEVELS[level]})")
         graded = grade.grade_one(submission, options)
         data = results(graded, config.get("hidden_visibility", "after_due_date"), time.monotonic() - started)
     except BaseException as error:  # noqa: BLE001 - whatever happens, the student gets a results.json

@@ -95,6 +95,13 @@ def _hide_plan(scratch: str | None = None) -> list[tuple[str, list[str]]]:
     return plan
 
 
+def _become_nobody() -> None:
+    nobody = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(nobody.pw_gid)
+    os.setuid(nobody.pw_uid)
+
+
 def _isolate(plan: list[tuple[str, list[str]]]) -> None:
     """In the child, before exec: private mounts, no network, the repository covered, then become `nobody`."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -113,10 +120,7 @@ def _isolate(plan: list[tuple[str, list[str]]]) -> None:
             check(libc.mount(f"/proc/self/fd/{handle}".encode(), keep.encode(), None, MS_BIND | MS_REC, None),
                   f"exposing {keep}")
             os.close(handle)
-    nobody = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setgid(nobody.pw_gid)
-    os.setuid(nobody.pw_uid)
+    _become_nobody()
 
 
 def _apply_limits(limits: Limits) -> None:
@@ -128,26 +132,44 @@ def _apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
 
 
-@lru_cache(maxsize=1)
-def full_isolation_available() -> bool:
-    """True when the child can be given namespaces and `nobody` (root on Linux); checked once by trying it."""
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        return False
-    plan = _hide_plan()
+LEVELS = {
+    "full": "private mounts hiding the repository and other sandboxes, no network, user nobody, resource limits",
+    "unprivileged": "user nobody (no namespaces here: keep the reference unreadable to others), resource limits",
+    "partial": "a separate process with resource limits, as the grader's own user (run as root on Linux for more)",
+}
+
+
+def _works(prepare) -> bool:
     try:
-        done = subprocess.run([sys.executable, "-I", "-c", "import numpy"], preexec_fn=lambda: _isolate(plan),
+        done = subprocess.run([sys.executable, "-I", "-c", "import numpy"], preexec_fn=prepare,
                               capture_output=True, timeout=60, cwd="/")
     except (subprocess.SubprocessError, OSError):
         return False
     return done.returncode == 0
 
 
+@lru_cache(maxsize=1)
+def isolation_level() -> str:
+    """The strongest isolation this machine allows, found once by trying it: see LEVELS."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "partial"
+    plan = _hide_plan()
+    if _works(lambda: _isolate(plan)):
+        return "full"
+    return "unprivileged" if _works(_become_nobody) else "partial"
+
+
+def full_isolation_available() -> bool:
+    return isolation_level() == "full"
+
+
 class Sandbox:
     """A persistent worker for one submission package; restarted after a crash or a timeout."""
 
-    def __init__(self, package_dir: str | Path, limits: Limits = Limits(), isolate: bool | None = None):
+    def __init__(self, package_dir: str | Path, limits: Limits = Limits(), level: str | None = None):
         self.limits = limits
-        self.isolated = full_isolation_available() if isolate is None else isolate
+        self.level = level or isolation_level()
+        self.isolated = self.level == "full"
         self.scratch = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
         self._stage(Path(package_dir))
         self._process: subprocess.Popen | None = None
@@ -158,9 +180,7 @@ class Sandbox:
 
     @property
     def isolation(self) -> str:
-        if self.isolated:
-            return "full: private mounts hiding the repository, no network, user nobody, resource limits"
-        return "partial: separate process, scratch directory, resource limits (run as root on Linux for full)"
+        return f"{self.level}: {LEVELS[self.level]}"
 
     def _stage(self, package_dir: Path) -> None:
         """Copy in the submission's modules, the probes' modules and the worker: nothing else."""
@@ -190,12 +210,14 @@ class Sandbox:
 
     def _start(self) -> None:
         read_end, write_end = os.pipe()
-        plan, limits, isolated = self._plan, self.limits, self.isolated
+        plan, limits, level = self._plan, self.limits, self.level
 
         def prepare() -> None:  # runs in the child between fork and exec
             _apply_limits(limits)
-            if isolated:
+            if level == "full":
                 _isolate(plan)
+            elif level == "unprivileged":
+                _become_nobody()
 
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch / "work"), "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0"}
