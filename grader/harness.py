@@ -178,7 +178,7 @@ def _diff_numeric(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
         return (f"{path}: {int((~np.isfinite(got64)).sum())} non-finite values (NaN/inf) where finite ones were "
                 f"expected, first at index {index}: expected {want64[index]!r}, got {got64[index]!r}")
     error = np.abs(np.where(finite_wanted, got64, 0.0) - np.where(finite_wanted, want64, 0.0))
-    allowed = tol.atol + tol.rtol * np.abs(want64)
+    allowed = tol.atol + tol.rtol * np.abs(np.where(finite_wanted, want64, 0.0))  # 0 * inf would warn
     outside = error > allowed
     if not outside.any():
         return None
