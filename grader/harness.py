@@ -218,6 +218,25 @@ def seeded(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def randomise_parameters(module: Any, seed: int, dtype: Any = np.float64, spread: float = 0.2) -> None:
+    """Give every parameter of a Module seeded values, by sorted name: matrices N(0, 1/rows), norm weights
+    1 + N(0, spread²), biases N(0, spread²). Target and reference then hold the same weights whatever order they drew
+    theirs in. dtype None writes in place (keeping each parameter's dtype); otherwise the data becomes that dtype.
+    """
+    rng = seeded(seed)
+    for name, parameter in sorted(module.named_parameters(), key=lambda item: item[0]):
+        if parameter.ndim == 2:
+            value = rng.normal(size=parameter.shape) / np.sqrt(parameter.shape[0])
+        elif name.endswith("bias"):
+            value = spread * rng.normal(size=parameter.shape)
+        else:
+            value = 1.0 + spread * rng.normal(size=parameter.shape)
+        if dtype is None:
+            parameter.data[...] = value
+        else:
+            parameter.data = value.astype(dtype)
+
+
 def central_difference(f: Callable[[], float], array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """d f / d array by central differences, perturbing `array` in place (float64 arrays only; restored after).
 

@@ -13,25 +13,11 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
+from grader.harness import randomise_parameters, EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
 
 COMPOSED = Tol(1e-8, 1e-10, "float64; the module and its composition round differently")
 NUMPY = Tol(1e-9, 1e-11, "float64; the module and the NumPy formula round differently")
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-
-def _randomise(module, seed: int, dtype=np.float64) -> None:
-    """Seeded values for every parameter, by sorted name, in float64: matrices N(0, 1/fan_in), norm weights near 1,
-    biases near 0. Target and reference then hold the same parameters whatever order they drew theirs in."""
-    rng = seeded(seed)
-    for name, parameter in sorted(module.named_parameters(), key=lambda item: item[0]):
-        if parameter.ndim == 2:
-            value = rng.normal(size=parameter.shape) / math.sqrt(parameter.shape[0])
-        elif name.endswith("bias"):
-            value = 0.2 * rng.normal(size=parameter.shape)
-        else:
-            value = 1.0 + 0.2 * rng.normal(size=parameter.shape)
-        parameter.data = value.astype(dtype)
 
 
 def _numpy_gelu(x: np.ndarray) -> np.ndarray:
@@ -100,7 +86,7 @@ def probe_feed_forward(m, kind: str, width: int, hidden: int, x: np.ndarray, see
     module = getattr(m, kind)(width, hidden, rng=seeded(seed))
     shapes = {name: list(p.shape) for name, p in module.named_parameters()}
     dtype32 = str(module(m.Tensor(x.astype(np.float32))).dtype)
-    _randomise(module, seed + 1)
+    randomise_parameters(module, seed + 1)
     return {"names": _names(module), "shapes": shapes, "float32_out": dtype32, "state": module.state_dict(),
             "out": module(m.Tensor(x, dtype=np.float64)).data}
 
@@ -232,7 +218,7 @@ def _block(m, config: dict, seed: int, **overrides):
 def probe_block_wiring(m, config: dict, x: np.ndarray, seed: int) -> dict:
     """The block's output, and both residual wirings composed by hand from its own submodules."""
     block = _block(m, config, seed)
-    _randomise(block, seed + 1)
+    randomise_parameters(block, seed + 1)
     h = m.Tensor(x, dtype=np.float64)
     norm_a, attention, norm_f, feed_forward = (block.attention_norm, block.attention, block.feed_forward_norm,
                                                block.feed_forward)
@@ -306,7 +292,7 @@ def test_residual_projections_are_initialised_with_std_002_over_sqrt_2_layers(ta
 
 def probe_causal(m, config: dict, x: np.ndarray, later: np.ndarray, t: int, seed: int) -> dict:
     block = _block(m, config, seed)
-    _randomise(block, seed + 1)
+    randomise_parameters(block, seed + 1)
     perturbed = x.copy()
     perturbed[:, t + 1:] += later  # change only the inputs after position t
     leaf = m.Tensor(x, requires_grad=True, dtype=np.float64)
@@ -333,7 +319,7 @@ def test_block_output_at_t_does_not_depend_on_later_inputs(check):
 
 def probe_block_gradients(m, config: dict, x: np.ndarray, upstream: np.ndarray, seed: int) -> dict:
     block = _block(m, config, seed)
-    _randomise(block, seed + 1)
+    randomise_parameters(block, seed + 1)
     block(m.Tensor(x, dtype=np.float64)).backward(upstream)
     return {"names": _names(block), "grads": {name: p.grad for name, p in block.named_parameters()}}
 
@@ -359,7 +345,7 @@ def test_gradients_reach_every_parameter(check):
 def probe_block_gradcheck(m, x: np.ndarray, upstream: np.ndarray, seed: int) -> dict:
     """RMSNorm + SwiGLU + grouped-query attention (2 query heads, 1 key/value head) + rotary; width 4, float64."""
     block = m.Block(4, 2, 1, rng=seeded(seed), norm="rms", feed_forward="swiglu", rotary=True, max_positions=8)
-    _randomise(block, seed + 1)
+    randomise_parameters(block, seed + 1)
     leaf = m.Tensor(x, requires_grad=True, dtype=np.float64)
     block(leaf).backward(upstream)
 
@@ -384,8 +370,8 @@ def test_rms_swiglu_gqa_rotary_block_gradcheck(check):
 
 def probe_block_dropout(m, x: np.ndarray, seed: int) -> dict:
     with_dropout, without = _block(m, DEFAULT, seed, dropout=0.5), _block(m, DEFAULT, seed)
-    _randomise(with_dropout, seed + 1)
-    _randomise(without, seed + 1)
+    randomise_parameters(with_dropout, seed + 1)
+    randomise_parameters(without, seed + 1)
     h = m.Tensor(x, dtype=np.float64)
     training = with_dropout(h).data
     with_dropout.eval()

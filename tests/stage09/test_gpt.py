@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
+from grader.harness import randomise_parameters, EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
 
 COMPOSED = Tol(1e-9, 1e-11, "float64; the model and the composition of its own submodules round differently")
 SAME_MODEL = Tol(1e-8, 1e-10, "float64; your model and the reference's with the same weights, summed in another order")
@@ -28,25 +28,11 @@ TINY = {"vocab_size": 7, "context": 6, "layers": 2, "heads": 2, "width": 8}
 # ---------------------------------------------------------------- helpers shared with the hidden suite
 
 
-def randomise(model, seed: int, dtype=np.float64) -> None:
-    """Seeded values for every parameter, by sorted name: matrices N(0, 1/rows), norm weights near 1, biases near 0.
-    Target and reference then hold the same weights whatever order they drew theirs in."""
-    rng = seeded(seed)
-    for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0]):
-        if parameter.ndim == 2:
-            value = rng.normal(size=parameter.shape) / math.sqrt(parameter.shape[0])
-        elif name.endswith("bias"):
-            value = 0.2 * rng.normal(size=parameter.shape)
-        else:
-            value = 1.0 + 0.2 * rng.normal(size=parameter.shape)
-        parameter.data = value.astype(dtype)
-
-
 def build(m, fields: dict, seed: int, dtype=np.float64):
     """GPT(GPTConfig(**fields)) with randomised weights of `dtype` (None: keep the constructor's float32 weights)."""
     model = m.GPT(m.GPTConfig(**fields), rng=seeded(seed))
     if dtype is not None:
-        randomise(model, seed + 1, dtype)
+        randomise_parameters(model, seed + 1, dtype)
     return model
 
 
@@ -595,7 +581,7 @@ def probe_variants(m, variants: list, seed: int, ids: np.ndarray, targets: np.nd
     for i, variant in enumerate(variants):
         model = m.GPT(m.GPTConfig(vocab_size=9, context=8, layers=2, heads=4, width=16, **variant),
                       rng=seeded(seed + i))
-        randomise(model, seed + 100 + i, np.float32)
+        randomise_parameters(model, seed + 100 + i, np.float32)
         logits, loss = model(ids, targets)
         loss.backward()
         missing = [name for name, p in model.named_parameters() if p.grad is None or not np.all(np.isfinite(p.grad))]

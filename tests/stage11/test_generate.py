@@ -20,7 +20,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, Mistake, Tol, assert_close, assert_true, raised, seeded
+from grader.harness import randomise_parameters, EXACT, Mistake, Tol, assert_close, assert_true, raised, seeded
 
 FILTERED = Tol(1e-12, 1e-12, "float64 logits; only the order of operations may differ")
 CACHED = Tol(1e-4, 1e-5, "float32: the cached pass multiplies one row of queries where the full pass multiplies the "
@@ -52,15 +52,7 @@ def _model(m, seed: int, config: dict):
     embeddings N(0, 1/rows), norm weights near 1, biases near 0 (large enough for clearly different logits)."""
     gpt = sys.modules[m.GPT.__module__]
     model = m.GPT(gpt.GPTConfig(**config), rng=seeded(seed))
-    rng = seeded(seed + 1)
-    for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0]):
-        if parameter.ndim == 2:
-            value = rng.normal(size=parameter.shape) / math.sqrt(parameter.shape[0])
-        elif name.endswith("bias"):
-            value = 0.1 * rng.normal(size=parameter.shape)
-        else:
-            value = 1.0 + 0.1 * rng.normal(size=parameter.shape)
-        parameter.data[...] = value
+    randomise_parameters(model, seed + 1, dtype=None, spread=0.1)
     return model.eval()
 
 

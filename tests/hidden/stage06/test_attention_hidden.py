@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import (EXACT, F32, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference,
+from grader.harness import (EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference,
                             raised, seeded)
 from tests.stage06.test_attention import (attention_inputs, attention_mistakes, judge_attention, numpy_attention,
                                           probe_attention, probe_composed_attention, probe_outputs, tensor_module)
-from tests.stage06.test_attention_module import build, numpy_module, probe_module
+from tests.stage06.test_attention_module import build, numpy_module
 from tests.stage06.test_attention_positions import (alibi_mistakes, numpy_rope, probe_alibi, probe_rope,
                                                     probe_rope_numeric, rope_mistakes)
 

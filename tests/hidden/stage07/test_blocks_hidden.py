@@ -12,24 +12,11 @@ import warnings
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
+from grader.harness import randomise_parameters, EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 COMPOSED = Tol(1e-8, 1e-10, "float64; two correct implementations round differently")
 ROUNDING = Tol(0, 1e-12, "float64 rounding of quantities of order 1")
-
-
-def _randomise(module, seed: int, dtype=np.float64) -> None:
-    """Seeded parameters by sorted name (matrices N(0, 1/fan_in), norm weights near 1, biases near 0), float64."""
-    rng = seeded(seed)
-    for name, parameter in sorted(module.named_parameters(), key=lambda item: item[0]):
-        if parameter.ndim == 2:
-            value = rng.normal(size=parameter.shape) / math.sqrt(parameter.shape[0])
-        elif name.endswith("bias"):
-            value = 0.2 * rng.normal(size=parameter.shape)
-        else:
-            value = 1.0 + 0.2 * rng.normal(size=parameter.shape)
-        parameter.data = value.astype(dtype)
 
 
 def _numpy_gelu(x: np.ndarray) -> np.ndarray:
@@ -239,7 +226,7 @@ def test_dropout_with_large_p_keeps_the_mean(check):
 
 def probe_feed_forward_gradcheck(m, kind: str, x: np.ndarray, upstream: np.ndarray, seed: int) -> dict:
     module = getattr(m, kind)(3, 5, rng=seeded(seed))
-    _randomise(module, seed + 1)
+    randomise_parameters(module, seed + 1)
     leaf = m.Tensor(x, requires_grad=True, dtype=np.float64)
     module(leaf).backward(upstream)
 
@@ -296,7 +283,7 @@ def _numpy_block(x: np.ndarray, s: dict, heads: int, kv_heads: int) -> np.ndarra
 
 def probe_block(m, x: np.ndarray, options: dict, seed: int) -> dict:
     block = m.Block(8, 4, 2, rng=seeded(seed), **options)
-    _randomise(block, seed + 1)
+    randomise_parameters(block, seed + 1)
     return {"out": block(m.Tensor(x, dtype=np.float64)).data, "state": block.state_dict()}
 
 
@@ -330,7 +317,7 @@ def test_block_treats_batch_rows_independently_and_stays_float32(check):
 
 def probe_post_norm_causal(m, x: np.ndarray, seed: int) -> dict:
     block = m.Block(8, 2, 1, rng=seeded(seed), norm="layer", feed_forward="gelu", pre_norm=False, rotary=True)
-    _randomise(block, seed + 1)
+    randomise_parameters(block, seed + 1)
     leaf = m.Tensor(x, requires_grad=True, dtype=np.float64)
     upstream = np.zeros_like(x)
     upstream[:, 0] = seeded(seed + 2).normal(size=(x.shape[0], 8))  # only the first position's output
