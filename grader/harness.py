@@ -75,13 +75,21 @@ def check_transportable(probe: Callable, inputs: dict) -> None:
     plain(inputs, f"inputs of {probe.__name__}")
 
 
+def raised_in(error: BaseException) -> str:
+    """The file name of the innermost frame of an exception's traceback: where the stub that raised it lives."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_code.co_filename.rsplit("/", 1)[-1] if traceback else "?"
+
+
 def run_probe(probe: Callable, module: Any, inputs: dict, who: str) -> Plain:
     """Run a probe against one stage module; an unfinished stub becomes a clear `Unimplemented` failure."""
+    __tracebackhide__ = True  # pytest shows the learner's frames, not this one
     try:
         return plain(probe(module, **inputs), f"{who} {probe.__name__}")
     except NotImplementedError as error:
-        where = getattr(module, "__file__", module)
-        raise Unimplemented(f"NotImplementedError: {error} -- still a stub in {where}") from None
+        raise Unimplemented(f"NotImplementedError: {error} -- still a stub in {raised_in(error)}") from None
 
 
 # ---------------------------------------------------------------- tolerances

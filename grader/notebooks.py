@@ -17,6 +17,7 @@ so `python -m grader grade` accepts notebook submissions. See docs/instructors.m
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -110,8 +111,8 @@ def cut(solution_source: str, learner_writes: set[str], where: str = "module") -
             if node.level > 1:
                 raise NotebookError(f"{where}: line {node.lineno} imports from a parent package (level {node.level})")
             i = node.lineno - 1
-            lines[i] = re.sub(r"\bfrom\s+\.\s*(\w*)", lambda m: f"from {PREREQUISITES}" + (f".{m[1]}" if m[1] else ""),
-                              lines[i], count=1)
+            lines[i] = re.sub(r"\bfrom\s+\.(\w[\w.]*)?\s+import\b",  # `from .tensor import` and `from . import`
+                              lambda m: f"from {PREREQUISITES}{'.' + m[1] if m[1] else ''} import", lines[i], count=1)
     before: dict[int, list[str]] = {}  # 0-based line -> marker lines inserted above it
     after: dict[int, list[str]] = {}
     missing = set(learner_writes)
@@ -135,12 +136,10 @@ def cut(solution_source: str, learner_writes: set[str], where: str = "module") -
         raise NotebookError(f"{where}: the skeleton's stubs {sorted(missing)} are not functions of the reference")
 
     starts: list[tuple[int, str]] = []  # (0-based first line, name) of each chunk after the header
-    kinds: list[bool] = []  # True for a def/class chunk
     previous_kind = None
-    for i, node in enumerate(tree.body):
+    for node in tree.body:
         if _main_guard(node):
             starts.append((node.lineno - 1, "__main__"))
-            kinds.append(False)
             previous_kind = "main"
             continue
         named = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
@@ -149,11 +148,9 @@ def cut(solution_source: str, learner_writes: set[str], where: str = "module") -
             first -= 1
         if named:
             starts.append((first, node.name))
-            kinds.append(True)
             previous_kind = "def"
-        elif previous_kind in ("def", "main"):
+        elif previous_kind in ("def", "main"):  # statements after a def start a chunk; later ones join it
             starts.append((first, f"code-{len(starts) + 1}"))
-            kinds.append(False)
             previous_kind = "code"
     bounds = [0] + [s for s, _ in starts] + [len(lines)]
     names = ["header"] + [n for _, n in starts]
@@ -247,7 +244,7 @@ def _share(groups: list[Group], total: float) -> None:
     by_remainder = sorted(range(len(groups)), key=lambda i: (given[i] - exact[i], i))
     for i in by_remainder[: cents - sum(given)]:
         given[i] += 1
-    for group, c in zip(groups, given):
+    for group, c in zip(groups, given, strict=True):
         group.points = c / 100
 
 
@@ -272,9 +269,9 @@ def _doc_cells(stage: Stage) -> list[str]:
     return ["\n".join(s).strip("\n") for s in sections if any(x.strip() for x in s)]
 
 
-SETUP = '''# Setup (read-only): find the workbook (the folder that holds grader/: $WORKBOOK_ROOT, else this folder or the
-# nearest one above it), make this notebook's definitions the target of the stage's tests, and make the earlier
-# stages' modules importable as `{package}`.
+SETUP = '''# Setup (read-only): find the workbook (the folder that holds grader/: $WORKBOOK_ROOT, else this folder
+# or the nearest one above it), make this notebook's definitions the target of the stage's tests, and make the
+# earlier stages' modules importable as `{package}`.
 import os
 import sys
 from pathlib import Path
@@ -322,6 +319,15 @@ def _test_source(group: Group) -> str:
     return f"# {len(group.nodeids)} {tests}: {group.concept} ({group.points:g} points)\n{call}"
 
 
+def _relative_imports(source: str) -> set[str]:
+    """The sibling modules a module imports (`from .tensor import Tensor`, `from . import tensor`)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+    return found
+
+
 def build(stage: Stage, groups: list[Group]):
     """The instructor notebook (nbgrader source) of one stage, as an nbformat NotebookNode."""
     import nbformat
@@ -333,8 +339,12 @@ def build(stage: Stage, groups: list[Group]):
             raise NotebookError(f"stage {stage.id}: no {path.relative_to(ROOT)}")
     if not [g for g in groups if not g.hidden]:
         raise NotebookError(f"stage {stage.id}: no visible tests in {stage.test_dir()}")
-    chunks = cut(solution_path.read_text(encoding="utf-8"), stubs(exercise_path.read_text(encoding="utf-8")),
-                 f"solutions/{stage.module}.py")
+    source = solution_path.read_text(encoding="utf-8")
+    unlisted = sorted(_relative_imports(source) - {s.module for s in prerequisites(stage)})
+    if unlisted:
+        raise NotebookError(f"stage {stage.id}: solutions/{stage.module}.py imports {unlisted} relatively, but the "
+                            f"manifest's `requires` of stage {stage.id} does not lead to them")
+    chunks = cut(source, stubs(exercise_path.read_text(encoding="utf-8")), f"solutions/{stage.module}.py")
     cells = []
 
     def add(cell, role: str, cell_id: str, nbgrader: dict | None = None, **extra):
@@ -357,9 +367,9 @@ def build(stage: Stage, groups: list[Group]):
         grade_id = _cell_id(f"{stage.module}-{chunk.name}")
         add(new_code_cell(chunk.source), "module-code", grade_id,
             _nbgrader("solution" if chunk.solution else "readonly", grade_id), name=chunk.name)
-    add(new_markdown_cell(f"## Tests\n\nEach cell runs some of `{stage.test_dir()}` against the cells above, through "
-                          f"pytest (the same tests as `python -m grader check {stage.id}`), and fails with every failed "
-                          f"test's message and hint. Hidden tests, if any, are run by the autograder only."),
+    add(new_markdown_cell(f"## Tests\n\nEach cell runs some of `{stage.test_dir()}` against the cells above, "
+                          f"through pytest (the same tests as `python -m grader check {stage.id}`), and fails with "
+                          f"every failed test's message and hint. Only the autograder runs the hidden tests."),
         "heading", "heading-tests")
     for group in groups:
         grade_id = _cell_id(f"{'hidden' if group.hidden else 'test'}-{group.concept}")
@@ -388,6 +398,7 @@ def student_versions(notebooks: dict[str, str]) -> dict[str, str]:
 
     Runs nbgrader's own converter in a scratch course, configured like the course `nbgrader-course` writes.
     """
+    import nbformat
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
@@ -407,22 +418,20 @@ def student_versions(notebooks: dict[str, str]) -> dict[str, str]:
                 if not result["success"]:
                     raise NotebookError(f"nbgrader generate_assignment {name} failed:\n{result['error']}\n"
                                         f"{result['log'][-3000:]}")
-                import nbformat
                 released = Path(tmp) / "release" / name / f"{name}.ipynb"
                 out[name] = dumps(nbformat.read(released, as_version=4))
     return out
 
 
-class _bin_on_path:
-    """nbgrader shells out to `alembic`, which lives beside this Python."""
-
-    def __enter__(self):
-        self.saved = os.environ.get("PATH", "")
-        os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + self.saved
-        return self
-
-    def __exit__(self, *exc):
-        os.environ["PATH"] = self.saved
+@contextlib.contextmanager
+def _bin_on_path():
+    """nbgrader shells out to `alembic`, which lives beside this Python (in a virtual environment's bin/)."""
+    saved = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + saved
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = saved
 
 
 def generate(stages: list[Stage] | None = None) -> dict[Path, str]:
@@ -486,6 +495,9 @@ class _Outcomes:
         self.skipped_files: dict[str, str] = {}
         self.errors: dict[str, str] = {}
 
+    def pytest_configure(self, config) -> None:
+        config.option.tbstyle = "native"  # only the message is shown: skip pytest's costly source excerpts
+
     def pytest_collectreport(self, report) -> None:
         if report.failed:
             self.errors[report.nodeid] = str(report.longrepr)[-2000:]
@@ -493,12 +505,14 @@ class _Outcomes:
             self.skipped_files[report.nodeid] = str(report.longrepr)[-300:]
 
     def pytest_runtest_makereport(self, item, call):
+        import pytest
+
         from .plugin import _message
 
         if call.excinfo is None:
             return
         record = self.results.setdefault(item.nodeid, {"outcome": "passed", "message": "", "hint": None})
-        if call.excinfo.errisinstance(_skip_exception()):
+        if call.excinfo.errisinstance(pytest.skip.Exception):
             record.update(outcome="skipped", message=str(call.excinfo.value))
             return
         if record["outcome"] != "failed":
@@ -511,28 +525,36 @@ class _Outcomes:
         self.results.setdefault(nodeid, {"outcome": "passed", "message": "", "hint": None})
 
 
-def _skip_exception():
-    import pytest
-    return pytest.skip.Exception
-
-
 def _target_module(stage: Stage, namespace: dict) -> types.ModuleType:
     module = types.ModuleType(f"{TARGET}.{stage.module}", f"stage {stage.id}, from this notebook")
     module.__dict__.update({k: v for k, v in namespace.items() if not k.startswith("_")})
-    module.__file__ = "this notebook"
+    module.__file__, module.__package__ = "this notebook", TARGET
     return module
 
 
-def _run_suite(stage: Stage, suite: str) -> dict:
-    """Run one suite (tests/stageNN or tests/hidden/stageNN) against the notebook's definitions, in this process."""
-    import pytest
+def _register_target(stage: Stage) -> None:
+    """The package `this_notebook`: the notebook's definitions as the stage's module, beside the very modules of
+    the earlier stages it imported (tests reach those as siblings: `importlib.import_module(m.__package__ + ...)`)."""
+    import importlib
 
     from . import targets
 
     package = types.ModuleType(TARGET)
     package.__path__ = [str(targets.NAMED[TARGET])]
     sys.modules[TARGET] = package
+    for earlier in prerequisites(stage):
+        try:
+            sys.modules[f"{TARGET}.{earlier.module}"] = importlib.import_module(f"{PREREQUISITES}.{earlier.module}")
+        except Exception:  # the notebook's own import of it fails too, and says why
+            sys.modules.pop(f"{TARGET}.{earlier.module}", None)
     sys.modules[f"{TARGET}.{stage.module}"] = _target_module(stage, _KERNEL["namespace"])
+
+
+def _run_suite(stage: Stage, suite: str) -> dict:
+    """Run one suite (tests/stageNN or tests/hidden/stageNN) against the notebook's definitions, in this process."""
+    import pytest
+
+    _register_target(stage)
     outcomes = _Outcomes()
     args = [str(ROOT / suite), f"--rootdir={ROOT}", f"--target={TARGET}", "--capture=sys",
             *("-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:faulthandler", "-p", "no:benchmark",
@@ -614,18 +636,21 @@ def _stub_messages(source: str, stage: Stage | None) -> str:
 
 def module_source(notebook: dict, where: str = "notebook") -> tuple[str, str]:
     """(module name, source) from a notebook's module-code cells, imports made relative again."""
+    modules = {s.module for s in manifest.stages()}
     module, parts = None, []
     for cell in notebook.get("cells", []):
         meta = cell.get("metadata", {})
         info = meta.get("workbook", {})
-        grade_id = meta.get("nbgrader", {}).get("grade_id", "")
-        if cell.get("cell_type") != "code" or info.get("role", "") != "module-code":
+        prefix = str(meta.get("nbgrader", {}).get("grade_id", "")).split("-")[0]
+        if cell.get("cell_type") != "code" or not (
+                info.get("role") == "module-code" or (not info and prefix in modules)):  # metadata.workbook lost
             continue
-        module = module or info.get("module") or grade_id.split("-")[0]
+        module = module or info.get("module") or prefix
         source = cell.get("source", "")
         parts.append("".join(source) if isinstance(source, list) else source)
     if not parts:
-        raise NotebookError(f"{where}: no module-code cells (cells with metadata workbook.role = 'module-code')")
+        raise NotebookError(f"{where}: no module-code cells (metadata workbook.role 'module-code', or an nbgrader "
+                            f"grade_id '<module>-...')")
     text = "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
     text = "\n".join(line for line in text.split("\n") if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
     text = re.sub(rf"^(\s*)from\s+{PREREQUISITES}\b\.?", r"\1from .", text, flags=re.M)
@@ -666,7 +691,7 @@ def modules_from_notebooks(paths: list[Path], out_dir: Path) -> list[Path]:
 
 # ---------------------------------------------------------------- an nbgrader course
 
-COURSE_CONFIG = '''"""nbgrader's configuration for the workbook's course (written by `python -m grader nbgrader-course`)."""
+COURSE_CONFIG = '''"""nbgrader's configuration of the workbook's course (from `python -m grader nbgrader-course`)."""
 import os
 
 c = get_config()  # noqa: F821 (nbgrader provides it)

@@ -55,11 +55,12 @@ class SubmissionError(AssertionError):
 
 def answer_of(answer: dict, module_file: str) -> Any:
     """Turn a worker's answer into plain data, or into the failure the in-process harness would have raised."""
+    __tracebackhide__ = True
     if answer.get("ok") is True and "output" in answer:
         return plain(answer["output"], "the submission's output")
     kind, message = answer.get("kind"), str(answer.get("message", ""))
     if kind == "unimplemented":
-        raise Unimplemented(f"NotImplementedError: {message} -- still a stub in {module_file}")
+        raise Unimplemented(f"NotImplementedError: {message} -- still a stub in {answer.get('where', module_file)}")
     if kind == "probe":
         raise ProbeError(message)
     trace = str(answer.get("traceback", "")).strip()

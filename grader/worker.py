@@ -31,7 +31,7 @@ def main() -> None:
     sys.path.insert(0, here)
     sys.meta_path.insert(0, _Refuse())
     from grader import targets, wire
-    from grader.harness import ProbeError, plain
+    from grader.harness import ProbeError, plain, raised_in
 
     responses = os.fdopen(response_fd, "wb", buffering=0)
     requests = sys.stdin.buffer
@@ -48,7 +48,8 @@ def main() -> None:
             module = targets.stage_module(package, request["stage_module"])
             answer.update(ok=True, output=plain(probe(module, **request["inputs"]), request["probe"]))
         except NotImplementedError as error:
-            answer.update(ok=False, kind="unimplemented", type="NotImplementedError", message=str(error))
+            answer.update(ok=False, kind="unimplemented", type="NotImplementedError", message=str(error),
+                          where=raised_in(error))
         except ProbeError as error:
             answer.update(ok=False, kind="probe", type="ProbeError", message=str(error))
         except BaseException as error:  # SystemExit, KeyboardInterrupt from the submission: report, keep serving
