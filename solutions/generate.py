@@ -32,6 +32,7 @@ import numpy as np
 from .attention import MultiHeadAttention, apply_rope, scaled_dot_product_attention
 from .bpe import Tokenizer
 from .gpt import GPT
+from .ngram import CharTokenizer
 from .tensor import Tensor, no_grad
 
 
@@ -301,37 +302,20 @@ def generate(model: GPT, prompt: np.ndarray, max_new_tokens: int, *, rng: np.ran
 TOKENIZER_FILE = "tokenizer.json"  # beside the checkpoint
 
 
-class CharTokenizer:
-    """A character vocabulary: token i is the character chars[i] (the tokenizer of a character-level model).
-
-    Saved as UTF-8 JSON {"format": "characters", "version": 1, "chars": ["\\n", " ", "!", ...]}, one string of one
-    character per id, in id order.
-    """
-
-    def __init__(self, chars: list[str]) -> None:
-        self.chars = list(chars)
-        self.ids = {char: i for i, char in enumerate(self.chars)}
-
-    def encode(self, text: str) -> list[int]:
-        unknown = sorted(set(text) - set(self.ids))
-        if unknown:
-            raise ValueError(f"characters {unknown} are not in the vocabulary of {len(self.chars)} characters")
-        return [self.ids[char] for char in text]
-
-    def decode(self, ids: list[int] | np.ndarray) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
-
-
 def load_tokenizer(checkpoint: str | Path) -> CharTokenizer | Tokenizer:
-    """The tokenizer saved beside `checkpoint` as tokenizer.json: a CharTokenizer ("format": "characters") or a
-    byte-level BPE tokenizer of stage 08 ("format": "byte-level-bpe"); anything else is a ValueError."""
+    """The tokenizer saved beside `checkpoint` as tokenizer.json: stage 01's CharTokenizer for
+    {"format": "characters", "version": 1, "chars": [...]} (id i is chars[i], as stage 10 writes it) or stage 08's
+    byte-level BPE Tokenizer ("format": "byte-level-bpe"); anything else is a ValueError."""
     path = Path(checkpoint).parent / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer beside the checkpoint: expected {path}")
     data = json.loads(path.read_text(encoding="utf-8"))
     kind = data.get("format") if isinstance(data, dict) else None
     if kind == "characters" and data.get("version") == 1:
-        return CharTokenizer(data["chars"])
+        tokenizer = CharTokenizer("".join(data["chars"]))  # stage 01's: its vocabulary is sorted(set(text))
+        if tokenizer.vocab != data["chars"]:
+            raise ValueError(f"{path}: the characters must be distinct and sorted, as stage 10 writes them")
+        return tokenizer
     if kind == "byte-level-bpe":
         return Tokenizer.load(str(path))
     raise ValueError(f"{path}: unknown tokenizer format {kind!r} (expected 'characters' or 'byte-level-bpe')")

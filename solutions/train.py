@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .gpt import GPT, GPTConfig
+from .ngram import CharTokenizer
 from .nn import estimate_loss, get_batch
 from .optim import AdamW, clip_grad_norm, cosine_schedule
 
@@ -169,13 +170,11 @@ def prepare_tokens(text: str, out_dir: str | os.PathLike, *, tokenizer: str = "c
     out.mkdir(parents=True, exist_ok=True)
     train_text, val_text = split_text(text, val_fraction)
     if tokenizer == "chars":
-        chars = sorted(set(text))
-        index = {char: i for i, char in enumerate(chars)}
-        train_ids = [index[char] for char in train_text]
-        val_ids = [index[char] for char in val_text]
-        data = {"format": "characters", "version": 1, "chars": chars}
+        encoder = CharTokenizer(text)  # stage 01's: sorted(set(text)) over the whole text
+        train_ids, val_ids = encoder.encode(train_text), encoder.encode(val_text)
+        data = {"format": "characters", "version": 1, "chars": encoder.vocab}
         (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        vocab_size = len(chars)
+        vocab_size = encoder.vocab_size
     elif tokenizer == "bpe":
         from . import bpe  # only this branch needs stage 08 (and its `regex` dependency)
 

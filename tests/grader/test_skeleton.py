@@ -118,3 +118,23 @@ def test_every_test_fails_on_the_skeleton_with_not_implemented(skeleton_run, sta
     assert not passing, f"stage {stage.id}: these tests pass against the untouched stubs: {passing}"
     vague = [(t.nodeid, t.message[:200]) for t in result.tests if "NotImplementedError" not in t.message]
     assert not vague, f"stage {stage.id}: these fail on the skeleton without naming NotImplementedError: {vague}"
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
+def test_every_earlier_stage_a_module_imports_is_a_declared_prerequisite(stage):
+    """The grader swaps in the reference's modules of `requires` (transitively) when it grades a stage on its own:
+    an import of an undeclared stage would fail there, so the manifest must name every one."""
+    by_module = {s.module: s.id for s in STAGES}
+    declared, pending = set(), list(stage.requires)
+    while pending:
+        stage_id = pending.pop()
+        if stage_id not in declared:
+            declared.add(stage_id)
+            pending += manifest.stage(stage_id).requires
+    for package in ("exercises", "solutions"):
+        tree = ast.parse((ROOT / package / f"{stage.module}.py").read_text())
+        imported = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+        undeclared = sorted(m for m in imported if by_module.get(m) not in declared)
+        assert not undeclared, (f"{package}/{stage.module}.py imports {undeclared}, whose stages are not in stage "
+                                f"{stage.id}'s requires in grader/stages.toml")
