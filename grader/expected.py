@@ -1,13 +1,16 @@
 """Stored expected outputs: the reference's probe results, for where the reference is not shipped (a student release).
 
 Each probe call is keyed by the probe's name and a digest of its inputs (their wire encoding, which is deterministic);
-the store for a stage is one JSON file, tests/expected/stageNN.json, holding key -> the reference's output. Only the
+the store for a stage is one gzipped JSON file, tests/expected/stageNN.json.gz, holding key -> the reference's output
+(gzip with no timestamp, so regenerating an unchanged stage changes no byte). Only the
 visible suites are stored: hidden cases never leave the instructors' copy.
 
     python -m grader expected     # regenerate every store from solutions/ (instructors)
 """
 from __future__ import annotations
 
+import copy
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -30,14 +33,14 @@ def key(probe: Callable, inputs: dict) -> str:
 
 
 def path_for(stage_id: str, store: Path = STORE) -> Path:
-    return store / f"stage{stage_id}.json"
+    return store / f"stage{stage_id}.json.gz"
 
 
 def load(stage_id: str, store: Path = STORE) -> dict[str, Any]:
     path = path_for(stage_id, store)
     if not path.exists():
         return {}
-    return {k: wire.decode(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    return {k: wire.decode(v) for k, v in json.loads(gzip.decompress(path.read_bytes())).items()}
 
 
 def save(stage_id: str, outputs: dict[str, Any], store: Path = STORE) -> Path:
@@ -45,7 +48,8 @@ def save(stage_id: str, outputs: dict[str, Any], store: Path = STORE) -> Path:
     path = path_for(stage_id, store)
     path.parent.mkdir(parents=True, exist_ok=True)
     encoded = {k: wire.encode(outputs[k]) for k in sorted(outputs)}
-    path.write_text(json.dumps(encoded, indent=0, sort_keys=True) + "\n", encoding="utf-8")
+    text = json.dumps(encoded, indent=0, sort_keys=True) + "\n"
+    path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
     return path
 
 
@@ -56,7 +60,7 @@ class Recorder:
         self.outputs: dict[str, dict[str, Any]] = {}
 
     def add(self, stage_id: str, probe: Callable, inputs: dict, output: Any) -> None:
-        self.outputs.setdefault(stage_id, {})[key(probe, inputs)] = output
+        self.outputs.setdefault(stage_id, {})[key(probe, inputs)] = copy.deepcopy(output)  # the test may edit it
 
     def write(self, store: Path = STORE) -> list[Path]:
         return [save(stage_id, outputs, store) for stage_id, outputs in sorted(self.outputs.items())]
@@ -77,7 +81,7 @@ class Replayer:
             raise MissingExpected(f"no stored expected output for {probe.__name__} with these inputs in "
                                   f"{path_for(stage_id, self.store).relative_to(ROOT)}; instructors regenerate the "
                                   f"stores with `python -m grader expected`")
-        return found
+        return copy.deepcopy(found)  # a test may edit what it gets; the store must stay as recorded
 
 
 _MISSING = object()

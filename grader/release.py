@@ -8,10 +8,12 @@ outputs. `leaks(OUT_DIR)` proves that no solution body and no hidden case made i
 from __future__ import annotations
 
 import ast
+import gzip
+import re
 import shutil
 from pathlib import Path
 
-from . import manifest
+from . import expected, manifest
 from .manifest import ROOT
 
 SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "exercises", "docs", "grader",
@@ -43,7 +45,7 @@ def build(out: Path) -> Path:
     """Write the student kit to `out` (which must not exist or be empty)."""
     if out.exists() and any(out.iterdir()):
         raise ReleaseError(f"{out} exists and is not empty; choose a new folder")
-    missing = [s.id for s in manifest.stages() if not (ROOT / "tests" / "expected" / f"stage{s.id}.json").exists()]
+    missing = [s.id for s in manifest.stages() if not expected.path_for(s.id).exists()]
     if missing:
         raise ReleaseError(f"no stored expected outputs for stages {missing}: run `python -m grader expected` first")
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,7 @@ def leaks(out: Path) -> list[str]:
         found.append("tests/hidden/ is present")
     texts = {p: p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix in
              (".py", ".md", ".ipynb", ".json", ".toml", ".txt")}
+    texts |= {p: gzip.decompress(p.read_bytes()).decode("utf-8", "replace") for p in out.rglob("*.gz")}
     normalized = {p: _normalized(t) for p, t in texts.items()}
     for name, body in _solution_bodies():
         for path, text in normalized.items():
@@ -105,7 +108,8 @@ def leaks(out: Path) -> list[str]:
         for path in (ROOT / stage.test_dir(hidden=False)).glob("test_*.py"):
             visible_names |= {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
     for name in sorted(hidden_names - visible_names):
+        whole_word = re.compile(rf"\b{re.escape(name)}\b")
         for path, text in texts.items():
-            if name in text:
+            if whole_word.search(text):
                 found.append(f"{path.relative_to(out)} names the hidden {name}")
     return found
