@@ -112,21 +112,11 @@ def forbidden_imports(package: Path, stage: Stage) -> list[str]:
     return sorted(set(found))
 
 
-def _prerequisites(stage: Stage) -> set[str]:
-    needed, pending = set(), list(stage.requires)
-    while pending:
-        stage_id = pending.pop()
-        if stage_id not in needed:
-            needed.add(stage_id)
-            pending += manifest.stage(stage_id).requires
-    return needed
-
-
 def _isolated_package(package: Path, stage: Stage, into: Path) -> Path:
     """The stage's module from the submission beside the reference's modules for its prerequisites, and nothing else."""
     into.mkdir(parents=True)
-    for stage_id in _prerequisites(stage):
-        module = manifest.stage(stage_id).module
+    for earlier in manifest.prerequisites(stage):
+        module = earlier.module
         shutil.copy(ROOT / "solutions" / f"{module}.py", into / f"{module}.py")
     source = package / f"{stage.module}.py"
     if source.exists():
@@ -179,7 +169,7 @@ def grade_one(path: Path, options: Options) -> dict:
                 result["stages"].append(entry)
                 continue
             whole = cumulative[stage.id]
-            if _prerequisites(stage) and not whole.complete:  # full marks on its own code need no second opinion
+            if stage.requires and not whole.complete:  # full marks on its own code need no second opinion
                 alone = runner.run([stage], str(_isolated_package(package, stage, Path(scratch) / f"iso{stage.id}")),
                                    hidden=options.hidden, extra=_suite_args(options),
                                    timeout=options.timeout * 30).stages[0]

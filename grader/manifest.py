@@ -103,3 +103,14 @@ def stage_of_test_path(path: str | Path) -> tuple[Stage, bool] | None:
                 except KeyError:
                     return None
     return None
+
+
+def prerequisites(of: Stage) -> list[Stage]:
+    """Every stage whose module `of` imports, directly or through another, in manifest order."""
+    needed, pending = set(), list(of.requires)
+    while pending:
+        stage_id = pending.pop()
+        if stage_id not in needed:
+            needed.add(stage_id)
+            pending += stage(stage_id).requires
+    return [s for s in stages() if s.id in needed]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest
+from .release import copy_into
 from .manifest import ROOT, Stage
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -340,7 +341,7 @@ def build(stage: Stage, groups: list[Group]):
     if not [g for g in groups if not g.hidden]:
         raise NotebookError(f"stage {stage.id}: no visible tests in {stage.test_dir()}")
     source = solution_path.read_text(encoding="utf-8")
-    unlisted = sorted(_relative_imports(source) - {s.module for s in prerequisites(stage)})
+    unlisted = sorted(_relative_imports(source) - {s.module for s in manifest.prerequisites(stage)})
     if unlisted:
         raise NotebookError(f"stage {stage.id}: solutions/{stage.module}.py imports {unlisted} relatively, but the "
                             f"manifest's `requires` of stage {stage.id} does not lead to them")
@@ -542,7 +543,7 @@ def _register_target(stage: Stage) -> None:
     package = types.ModuleType(TARGET)
     package.__path__ = [str(targets.NAMED[TARGET])]
     sys.modules[TARGET] = package
-    for earlier in prerequisites(stage):
+    for earlier in manifest.prerequisites(stage):
         try:
             sys.modules[f"{TARGET}.{earlier.module}"] = importlib.import_module(f"{PREREQUISITES}.{earlier.module}")
         except Exception:  # the notebook's own import of it fails too, and says why
@@ -716,32 +717,12 @@ os.environ.setdefault("WORKBOOK_ROOT", os.path.join(HERE, "autograder"))
 '''
 
 
-def _copy(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, destination, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
-    elif source.exists():
-        shutil.copy2(source, destination)
-
-
-def prerequisites(stage: Stage) -> list[Stage]:
-    """Every stage whose module this one imports, directly or through another, in manifest order."""
-    needed, pending = set(), list(stage.requires)
-    while pending:
-        stage_id = pending.pop()
-        if stage_id not in needed:
-            needed.add(stage_id)
-            pending += manifest.stage(stage_id).requires
-    return [s for s in manifest.stages() if s.id in needed]
-
-
 def write_prerequisites(stage: Stage, folder: Path) -> Path:
     """folder/workbook/: the reference modules of the stage's prerequisites, as a package."""
     package = folder / PREREQUISITES
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text('"""The reference modules of the stages this notebook builds on."""\n')
-    for earlier in prerequisites(stage):
+    for earlier in manifest.prerequisites(stage):
         shutil.copy2(ROOT / "solutions" / f"{earlier.module}.py", package / f"{earlier.module}.py")
     return package
 
@@ -770,11 +751,11 @@ def build_course(out: Path, stages: list[Stage] | None = None) -> list[Path]:
     autograder = out / "autograder"
     shutil.rmtree(autograder, ignore_errors=True)
     for relative in (*KIT, "solutions", "tests/expected", "tests/hidden/__init__.py"):
-        _copy(ROOT / relative, autograder / relative)
+        copy_into(relative, autograder)
     written = []
     for stage in stages:
         for hidden in (False, True):
-            _copy(ROOT / stage.test_dir(hidden), autograder / stage.test_dir(hidden))
+            copy_into(stage.test_dir(hidden), autograder)
         folder = out / "source" / notebook_name(stage)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -782,7 +763,7 @@ def build_course(out: Path, stages: list[Stage] | None = None) -> list[Path]:
         if stage.requires:
             write_prerequisites(stage, folder)
         for relative in (*KIT, stage.test_dir(False), expected.path_for(stage.id).relative_to(ROOT)):
-            _copy(ROOT / relative, folder / relative)
+            copy_into(relative, folder)
         written.append(folder)
     return written
 

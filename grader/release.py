@@ -29,14 +29,16 @@ class ReleaseError(RuntimeError):
     """The release cannot be built (an existing non-empty folder, a missing store)."""
 
 
-def _copy(relative: str, out: Path) -> None:
+def copy_into(relative: str | Path, out: Path) -> None:
+    """ROOT/relative to out/relative (a file or a folder, without caches); nothing when the source is absent."""
     source = ROOT / relative
     if not source.exists():
         return
     destination = out / relative
     destination.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
-        shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(source, destination, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
     else:
         shutil.copy2(source, destination)
 
@@ -50,9 +52,9 @@ def build(out: Path) -> Path:
         raise ReleaseError(f"no stored expected outputs for stages {missing}: run `python -m grader expected` first")
     out.mkdir(parents=True, exist_ok=True)
     for relative in SHIPPED:
-        _copy(relative, out)
+        copy_into(relative, out)
     for stage in manifest.stages():
-        _copy(stage.test_dir(hidden=False), out)
+        copy_into(stage.test_dir(hidden=False), out)
     readme = out / "README.md"
     title, _, rest = readme.read_text().partition("\n")
     readme.write_text(f"{title}\n\n{RELEASE_NOTE}{rest.lstrip()}")

@@ -125,12 +125,7 @@ def test_every_earlier_stage_a_module_imports_is_a_declared_prerequisite(stage):
     """The grader swaps in the reference's modules of `requires` (transitively) when it grades a stage on its own:
     an import of an undeclared stage would fail there, so the manifest must name every one."""
     by_module = {s.module: s.id for s in STAGES}
-    declared, pending = set(), list(stage.requires)
-    while pending:
-        stage_id = pending.pop()
-        if stage_id not in declared:
-            declared.add(stage_id)
-            pending += manifest.stage(stage_id).requires
+    declared = {s.id for s in manifest.prerequisites(stage)}
     for package in ("exercises", "solutions"):
         tree = ast.parse((ROOT / package / f"{stage.module}.py").read_text())
         imported = {node.module for node in ast.walk(tree)
