@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TORCH_HINT, threads, torch_or_none
+from benchmarks.common import TORCH_HINT, median_seconds, threads, torch_or_none
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"train": 0.8, "kv_cache": 10.0, "bpe": 20.0}
@@ -51,9 +51,10 @@ def train(size: str, thread_count: int, repeats: int) -> dict:
                      "ratio_vs_torch": ours["tokens_per_s"] / theirs["tokens_per_s"]}
 
 
-def kv_cache(thread_count: int, new_tokens: int = 256) -> dict:
-    """Batch 1, one prompt token, `new_tokens` greedy tokens; the model is cpu-small with a context long enough for
-    every token, so both paths see the whole sequence (recomputing grows quadratically, the cache linearly)."""
+def kv_cache(thread_count: int, new_tokens: int = 256, repeats: int = 3) -> dict:
+    """Batch 1, one prompt token, `new_tokens` greedy tokens, median of `repeats` after a warm-up; the model is
+    cpu-small with a context long enough for every token, so both paths see the whole sequence (recomputing grows
+    quadratically, the cache linearly)."""
     from benchmarks.step import VOCAB, model_config
     from solutions.generate import generate
     from solutions.gpt import GPT
@@ -61,13 +62,13 @@ def kv_cache(thread_count: int, new_tokens: int = 256) -> dict:
     config.context = new_tokens + 1
     model = GPT(config, rng=np.random.default_rng(0))
     prompt = np.array([[1]])
+    outputs, seconds = {}, {}
     with threads(thread_count):
-        outputs, seconds = {}, {}
         for use_cache in (True, False):
-            started = time.perf_counter()
-            outputs[use_cache] = generate(model, prompt, new_tokens, rng=np.random.default_rng(0), temperature=0.0,
-                                          use_cache=use_cache)
-            seconds[use_cache] = time.perf_counter() - started
+            def decode(use_cache=use_cache):
+                outputs[use_cache] = generate(model, prompt, new_tokens, rng=np.random.default_rng(0),
+                                              temperature=0.0, use_cache=use_cache)
+            seconds[use_cache] = median_seconds(decode, repeats, warmup=1)
     return {"new_tokens": new_tokens, "vocab": VOCAB, "cached_tokens_per_s": new_tokens / seconds[True],
             "uncached_tokens_per_s": new_tokens / seconds[False], "speedup": seconds[False] / seconds[True],
             "identical_tokens": bool(np.array_equal(outputs[True], outputs[False]))}
