@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, Mistake, assert_close, assert_true, raised, seeded
+from tests.stage08.test_bpe import _is_value_error, _merges, random_string  # shared with the visible suite
 
 EOT = "<|endoftext|>"
 PAD = "<|终|>"  # a special token that is not ASCII
@@ -20,10 +21,6 @@ ALPHABET = ["x", "y", "q", " ", "   ", "\n", "\x0b", "\x85", "\u2028", "\u2029",
             "שלום", "مرحبا", "क्षि", "١٢٣", "½", "🇫🇷", "👨‍👩‍👧", "\u0301", "𝔸𝔹", "'re", "'d", "'m", "Ω", "ç"]
 
 
-def random_string(rng: np.random.Generator, length: int, alphabet: list = ALPHABET) -> str:
-    return "".join(rng.choice(alphabet, size=length).tolist())
-
-
 def corpus(seed: int, n_words: int, specials: tuple = (EOT, PAD)) -> str:
     rng = seeded(seed)
     letters = list("xyqzwuv") + ["ç", "Ω", "١٢", "'re", "!\x1c", "🇫🇷"]
@@ -32,14 +29,6 @@ def corpus(seed: int, n_words: int, specials: tuple = (EOT, PAD)) -> str:
     chosen = rng.choice(words, size=n_words).tolist()
     gaps = rng.choice(breaks, size=n_words).tolist()
     return "".join(word + gap for word, gap in zip(chosen, gaps))
-
-
-def _is_value_error(record: dict) -> bool:
-    return "raised" in record and "ValueError" in record["bases"]
-
-
-def _merges(merges) -> list:
-    return [[int(a), int(b)] for a, b in merges]
 
 
 # ---------------------------------------------------------------- training
@@ -157,7 +146,7 @@ def probe_round_trip(m, text: str, vocab_size: int, special_tokens: list, sample
 @pytest.mark.concept("round-trip")
 def test_round_trip_on_other_scripts_and_separators(check):
     rng = seeded(852)
-    samples = [random_string(rng, int(rng.integers(0, 25))) for _ in range(120)]
+    samples = [random_string(rng, int(rng.integers(0, 25)), ALPHABET) for _ in range(120)]
     samples += ["\u0301start", "    ", "\n \n \n", EOT + EOT, PAD + " " + EOT, "<|endoftext", "x" * 200,
                 "🇫🇷" * 30, "\x1c\x1c!!\x1c ", "'re're'd"]
     got = check(probe_round_trip, text=corpus(853, 700), vocab_size=256 + 2 + 150, special_tokens=[EOT, PAD],
