@@ -13,6 +13,8 @@ import copy
 import gzip
 import hashlib
 import json
+import re
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,6 +55,20 @@ def save(stage_id: str, outputs: dict[str, Any], store: Path = STORE) -> Path:
     return path
 
 
+def _stable(value: Any) -> Any:
+    """The output with temporary-directory names in error messages replaced by <tmp>, so that recording twice gives
+    the same bytes (raised(...) records are judged by their kind, never by a path in their message)."""
+    if isinstance(value, dict):
+        return {k: _TMP.sub("<tmp>", v) if k == "message" and isinstance(v, str) else _stable(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+_TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/[^/\s'\"]+")
+
+
 class Recorder:
     """Collects the reference's outputs during a run of the visible suites (conftest's --record-expected)."""
 
@@ -60,7 +76,7 @@ class Recorder:
         self.outputs: dict[str, dict[str, Any]] = {}
 
     def add(self, stage_id: str, probe: Callable, inputs: dict, output: Any) -> None:
-        self.outputs.setdefault(stage_id, {})[key(probe, inputs)] = copy.deepcopy(output)  # the test may edit it
+        self.outputs.setdefault(stage_id, {})[key(probe, inputs)] = _stable(copy.deepcopy(output))
 
     def write(self, store: Path = STORE) -> list[Path]:
         return [save(stage_id, outputs, store) for stage_id, outputs in sorted(self.outputs.items())]

@@ -1,6 +1,7 @@
 """Stage 05 (optimizers): the same runs as torch.optim, step for step (only where PyTorch is installed).
 
-Without torch this module is skipped at collection, so its tests do not exist (they are neither passed nor failed).
+A peer comparison, part of the self-test but not of any stage's graded suite (tests/peers/ is not a stage folder), so
+a grade never depends on whether torch is installed. Without torch this module is skipped at collection.
 With torch, SGD, Adam and AdamW run for 20 steps on the same least-squares problem, in float64, with the same
 hyperparameters and the same learning rate at every step (warmup then cosine), and must follow torch's trajectory and
 end with torch's state (momentum buffers, first and second moments, step counts).
@@ -16,6 +17,8 @@ from grader.harness import EXACT, Tol, assert_close
 from tests.stage05.test_optim import least_squares_gradient, probe_trajectory, resume_inputs
 
 torch = pytest.importorskip("torch")
+
+STAGE = "05"  # the stage whose module the `target` fixture hands to the probes (see tests/conftest.py)
 
 # torch computes Adam's first moment with lerp and may fuse multiply-adds; over 20 steps the rounding differences stay
 # at the level of the last few bits of float64.
