@@ -15,6 +15,7 @@ it the reference is timed alone and the run says how to install it.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TORCH_HINT, median_seconds, threads, torch_or_none
+from benchmarks.common import TORCH_HINT, median_seconds, threads, torch_available, torch_or_none
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"train": 0.8, "kv_cache": 10.0, "bpe": 20.0}
@@ -43,7 +44,7 @@ def train(size: str, thread_count: int, repeats: int) -> dict:
     ours = _step("numpy", size, thread_count, repeats)
     result = {"numpy_tokens_per_s": ours["tokens_per_s"], "numpy_step_ms": ours["step_ms"],
               "numpy_peak_rss_mb": ours["peak_rss_mb"], "parameters": ours["parameters"]}
-    if torch_or_none() is None:
+    if not torch_available():
         return result | {"torch_tokens_per_s": None, "ratio_vs_torch": None, "note": TORCH_HINT}
     theirs = _step("torch", size, thread_count, repeats)
     return result | {"torch_tokens_per_s": theirs["tokens_per_s"], "torch_step_ms": theirs["step_ms"],
@@ -180,10 +181,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads for both sides (default 2)")
     parser.add_argument("--plots", metavar="DIR", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
-    if torch_or_none() is None:
+    if not torch_available():
         print(TORCH_HINT, file=sys.stderr)
     results = {"threads": args.threads, "quick": args.quick, "numpy": np.__version__,
-               "torch": getattr(torch_or_none(), "__version__", None), "cpu_count": os.cpu_count()}
+               "torch": importlib.metadata.version("torch") if torch_available() else None,
+               "cpu_count": os.cpu_count()}
     results["train_small"] = train("small", args.threads, repeats=5 if args.quick else 20)
     results["train_medium"] = train("medium", args.threads, repeats=2 if args.quick else 5)
     results["kv_cache"] = kv_cache(args.threads)

@@ -71,11 +71,12 @@ def measure(batch: int = 12, context: int = 64, width: int = 128, heads: int = 4
                          "threads": thread_count, "repeats": repeats}}
     with threads(thread_count):
         result["numpy_ms"] = 1000 * median_seconds(ours, repeats)
-        torch = torch_or_none()
+        torch = torch_or_none()  # imported only now: the NumPy side above ran without torch's OpenMP runtime loaded
         if torch is None:
             result["torch_ms"] = None
             result["note"] = TORCH_HINT
             return result
+        torch.set_num_threads(thread_count)
         forward, params = torch_block(block, torch)
         x_torch = torch.tensor(x_data, requires_grad=True)
         upstream_torch = torch.tensor(upstream)

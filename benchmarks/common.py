@@ -1,12 +1,20 @@
 """Timing helpers shared by the benchmarks: thread pinning, medians over repeats, the optional torch peer."""
 from __future__ import annotations
 
+import importlib.util
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 TORCH_HINT = "PyTorch is not installed, so the comparison is skipped: pip install torch==2.13.0 (a CPU build)"
+
+
+def torch_available() -> bool:
+    """Whether torch is installed, without importing it (an import in a process that times NumPy would load its
+    OpenMP runtime next to OpenBLAS: measured, it slowed the NumPy training step by a third)."""
+    return importlib.util.find_spec("torch") is not None
 
 
 def torch_or_none():
@@ -22,7 +30,8 @@ def torch_or_none():
 def threads(count: int) -> Iterator[None]:
     """Pin BLAS (NumPy's and torch's) to `count` threads for a fair comparison."""
     from threadpoolctl import threadpool_limits
-    torch = torch_or_none()
+    torch = sys.modules.get("torch")  # only if this process uses it: importing torch into a NumPy measurement would
+    # add its memory and its OpenMP threads to ours
     previous = torch.get_num_threads() if torch else None
     if torch:
         torch.set_num_threads(count)

@@ -41,6 +41,8 @@ def measure(impl: str, size: str, thread_count: int, repeats: int, seed: int = 0
     model = GPT(config, rng=rng)
     ids = rng.integers(0, VOCAB, (batch, context))
     targets = rng.integers(0, VOCAB, (batch, context))
+    if impl == "torch":
+        torch = torch_or_none()  # imported before pinning, so that `threads` pins it too
     with threads(thread_count):
         if impl == "numpy":
             params = model.parameters()
@@ -53,7 +55,6 @@ def measure(impl: str, size: str, thread_count: int, repeats: int, seed: int = 0
                 optimizer.step()
                 optimizer.zero_grad()
         else:
-            torch = torch_or_none()
             from benchmarks.torch_gpt import build
             twin, params = build(model, torch)
             optimizer = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
