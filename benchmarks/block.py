@@ -10,7 +10,6 @@ same number of threads. The outputs are compared first, so the timings are of th
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 

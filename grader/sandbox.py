@@ -160,24 +160,19 @@ def isolation_level() -> str:
     return "unprivileged" if _works(_become_nobody) else "partial"
 
 
-def full_isolation_available() -> bool:
-    return isolation_level() == "full"
-
-
 class Sandbox:
     """A persistent worker for one submission package; restarted after a crash or a timeout."""
 
     def __init__(self, package_dir: str | Path, limits: Limits = Limits(), level: str | None = None):
         self.limits = limits
         self.level = level or isolation_level()
-        self.isolated = self.level == "full"
         self.scratch = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
         self._stage(Path(package_dir))
         self._process: subprocess.Popen | None = None
         self._responses = -1
         self._next_id = 0
         self.log = self.scratch / "output.log"
-        self._plan = _hide_plan(str(self.scratch)) if self.isolated else []
+        self._plan = _hide_plan(str(self.scratch)) if self.level == "full" else []
 
     @property
     def isolation(self) -> str:
