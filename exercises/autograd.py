@@ -1,4 +1,4 @@
-"""Stage 02: scalar autograd.
+"""Stage 02: scalar autograd (your turn: replace every NotImplementedError).
 
 A `Value` holds one float and remembers how it was made: the Values it came from (`_prev`) and a closure
 (`_backward`) that turns the gradient of the final output with respect to this Value into gradients for its inputs,

@@ -1,4 +1,4 @@
-"""Stage 08: byte-level BPE.
+"""Stage 08: byte-level BPE (your turn: replace every NotImplementedError).
 
 Byte-pair encoding over UTF-8 bytes, as in GPT-2: split the text into pre-tokens with the GPT-2 pattern, learn merges
 of adjacent token pairs inside pre-tokens (incrementally, and naively as a check), then encode and decode any string

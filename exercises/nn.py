@@ -14,7 +14,7 @@ Conventions (the tests and the later stages rely on them):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 

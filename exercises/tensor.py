@@ -1,4 +1,4 @@
-"""Stage 03: the tensor engine.
+"""Stage 03: the tensor engine (your turn: replace every NotImplementedError).
 
 A Tensor wraps a NumPy array and remembers how it was made, so that `loss.backward()` can send a gradient to every
 tensor that asks for one. Each operation is ONE node: its forward is a NumPy call on whole arrays, its backward a

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .gpt import GPT, GPTConfig
+from .ngram import CharTokenizer
 from .nn import estimate_loss, get_batch
 from .optim import AdamW, clip_grad_norm, cosine_schedule
 

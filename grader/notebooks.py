@@ -31,6 +31,7 @@ from pathlib import Path
 
 from . import manifest
 from .release import copy_into
+from .source import reference
 from .manifest import ROOT, Stage
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -340,7 +341,7 @@ def build(stage: Stage, groups: list[Group]):
             raise NotebookError(f"stage {stage.id}: no {path.relative_to(ROOT)}")
     if not [g for g in groups if not g.hidden]:
         raise NotebookError(f"stage {stage.id}: no visible tests in {stage.test_dir()}")
-    source = solution_path.read_text(encoding="utf-8")
+    source = reference(solution_path.read_text(encoding="utf-8"))
     unlisted = sorted(_relative_imports(source) - {s.module for s in manifest.prerequisites(stage)})
     if unlisted:
         raise NotebookError(f"stage {stage.id}: solutions/{stage.module}.py imports {unlisted} relatively, but the "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import manifest, report, runner
+from . import manifest, report, runner, source
 from .manifest import ROOT
 
 
@@ -38,7 +38,7 @@ def reveal(stage_id: str, target: str, force: bool, timeout: float) -> int:
                   f"The reference is revealed once they all pass (or now, with --force).", file=sys.stderr)
             return 1
         print(f"# Stage {stage.label} passes. The reference, {reference.relative_to(ROOT)}:", file=sys.stderr)
-    sys.stdout.write(reference.read_text(encoding="utf-8"))
+    sys.stdout.write(source.reference(reference.read_text(encoding="utf-8")))
     return 0
 
 

@@ -47,6 +47,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: boo
     bias: a constant array broadcastable to (B, H, T, S) added to the scores (ALiBi, padding masks); no gradient.
     ValueError for shapes that do not fit together.
     """
+    ### BEGIN SOLUTION
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(f"attention needs 4-D q, k, v (B, heads, time, head_dim), got {q.shape}, {k.shape}, {v.shape}")
     B, H, T, Dh = q.shape
@@ -87,6 +88,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: boo
         return grad_q, grad_k, grad_v
 
     return op(out, (q, k, v), backward)
+    ### END SOLUTION
 
 
 def rope_cache(head_dim: int, max_positions: int, base: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
@@ -95,11 +97,13 @@ def rope_cache(head_dim: int, max_positions: int, base: float = 10000.0) -> tupl
     θ_i = base ** (-2 i / head_dim) for i = 0 .. head_dim/2 - 1 (θ_0 = 1 turns fastest), p = 0 .. max_positions - 1
     (0-indexed: position 0 is not rotated). head_dim must be even: ValueError otherwise.
     """
+    ### BEGIN SOLUTION
     if head_dim % 2:
         raise ValueError(f"rotary embeddings rotate pairs of features: head_dim must be even, got {head_dim}")
     frequencies = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (Dh/2,) θ_i
     angles = np.arange(max_positions, dtype=np.float64)[:, None] * frequencies  # (P, Dh/2) p · θ_i
     return np.cos(angles), np.sin(angles)
+    ### END SOLUTION
 
 
 def apply_rope(x: Tensor, cos: np.ndarray, sin: np.ndarray, offset: int = 0) -> Tensor:
@@ -112,6 +116,7 @@ def apply_rope(x: Tensor, cos: np.ndarray, sin: np.ndarray, offset: int = 0) -> 
     A rotation keeps norms, and (R_m q) · (R_n k) depends only on m - n. Backward is the inverse rotation (the
     transpose, angle -p · θ_i): da = ga c + gb s, db = gb c - ga s.
     """
+    ### BEGIN SOLUTION
     T, Dh = x.shape[-2:]
     half = Dh // 2
     if Dh % 2 or cos.shape[-1] != half or sin.shape != cos.shape:
@@ -130,6 +135,7 @@ def apply_rope(x: Tensor, cos: np.ndarray, sin: np.ndarray, offset: int = 0) -> 
         return (np.concatenate([grad_a * c + grad_b * s, grad_b * c - grad_a * s], axis=-1),)  # rotate back
 
     return op(out, (x,), backward)
+    ### END SOLUTION
 
 
 def sinusoidal_positions(max_positions: int, dim: int) -> np.ndarray:
@@ -139,6 +145,7 @@ def sinusoidal_positions(max_positions: int, dim: int) -> np.ndarray:
     p = 0 .. max_positions - 1 (so table[0] is 0, 1, 0, 1, ...). Added to the token embeddings. dim must be even:
     ValueError otherwise.
     """
+    ### BEGIN SOLUTION
     if dim % 2:
         raise ValueError(f"sinusoidal positions interleave sin and cos: dim must be even, got {dim}")
     frequencies = 10000.0 ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)  # (dim/2,)
@@ -147,6 +154,7 @@ def sinusoidal_positions(max_positions: int, dim: int) -> np.ndarray:
     table[:, 0::2] = np.sin(angles)
     table[:, 1::2] = np.cos(angles)
     return table
+    ### END SOLUTION
 
 
 def alibi_bias(heads: int, T: int, S: int) -> np.ndarray:
@@ -158,6 +166,7 @@ def alibi_bias(heads: int, T: int, S: int) -> np.ndarray:
     the largest power of two below H: the n slopes of n, then the 1st, 3rd, 5th, ... slopes of 2n for the other
     H - n heads (the paper's rule).
     """
+    ### BEGIN SOLUTION
     if heads < 1:
         raise ValueError(f"alibi_bias needs at least one head, got {heads}")
     n = 2 ** int(np.floor(np.log2(heads)))  # the largest power of two <= heads
@@ -166,6 +175,7 @@ def alibi_bias(heads: int, T: int, S: int) -> np.ndarray:
         slopes = np.concatenate([slopes, 2.0 ** (-4.0 * np.arange(1, 2 * n, 2)[:heads - n] / n)])
     distance = np.arange(S)[None, :] - (S - T + np.arange(T))[:, None]  # (T, S): j - absolute position of i
     return slopes[:, None, None] * distance  # (H, T, S)
+    ### END SOLUTION
 
 
 class MultiHeadAttention(Module):
@@ -182,6 +192,7 @@ class MultiHeadAttention(Module):
         constant arrays `rope_cos`, `rope_sin` (buffers, not parameters). causal: mask the future.
         Keeps `heads`, `kv_heads`, `head_dim`, `rotary` and `causal` as attributes (a key/value cache reads them).
         """
+        ### BEGIN SOLUTION
         super().__init__()
         kv_heads = heads if kv_heads is None else kv_heads
         if width % heads or heads % kv_heads:
@@ -195,12 +206,14 @@ class MultiHeadAttention(Module):
         self.output = Linear(heads * self.head_dim, width, bias=bias, rng=rng)
         if rotary:
             self.rope_cos, self.rope_sin = rope_cache(self.head_dim, max_positions)
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, T, width) -> (B, T, width). Project, split heads, (rotate,) attend, merge heads, project back.
 
         q = x Wq split into (B, heads, T, Dh); k, v = x Wk, x Wv split into (B, kv_heads, T, Dh); positions 0..T-1.
         """
+        ### BEGIN SOLUTION
         B, T, _ = x.shape
         q = self.query(x).reshape(B, T, self.heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
         k = self.key(x).reshape(B, T, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, Hkv, T, Dh)
@@ -211,3 +224,4 @@ class MultiHeadAttention(Module):
         y = scaled_dot_product_attention(q, k, v, causal=self.causal)  # (B, H, T, Dh)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, self.heads * self.head_dim)  # heads side by side again
         return self.output(y)
+        ### END SOLUTION

@@ -50,6 +50,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
         dL/dw = sum of G · x̂ over every leading axis;  dL/db = sum of G over every leading axis.
     x: (..., C); weight, bias: (C,)  ->  (..., C), in x's dtype.
     """
+    ### BEGIN SOLUTION
     centered = x.data - x.data.mean(axis=-1, keepdims=True)  # (..., C), a fresh array
     inv_std = 1.0 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
     x_hat = centered
@@ -65,6 +66,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
         return dx, dw, db
 
     return op(x_hat * w + bias.data, (x, weight, bias), backward)
+    ### END SOLUTION
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:
@@ -75,6 +77,7 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:
         dL/dw = sum of G · x̂ over every leading axis.
     x: (..., C); weight: (C,)  ->  (..., C), in x's dtype.
     """
+    ### BEGIN SOLUTION
     inv_rms = 1.0 / np.sqrt((x.data * x.data).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
     x_hat = x.data * inv_rms  # (..., C)
     w = weight.data
@@ -86,6 +89,7 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:
         return dx, dw
 
     return op(x_hat * w, (x, weight), backward)
+    ### END SOLUTION
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -95,6 +99,7 @@ def gelu(x: Tensor) -> Tensor:
         gelu'(x) = (1 + t)/2 + x/2 · (1 - t²) · sqrt(2/π) · (1 + 3 · 0.044715 x²).
     gelu(0) = 0, gelu'(0) = 1/2, gelu(1) ≈ 0.841192, gelu(x) - gelu(-x) = x.  Any shape, elementwise.
     """
+    ### BEGIN SOLUTION
     a = x.data
     t = np.tanh(GELU_SCALE * (a + GELU_CUBIC * a * a * a))  # same shape as x
 
@@ -103,6 +108,7 @@ def gelu(x: Tensor) -> Tensor:
         return (g * (0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * du),)  # product rule: docs/07-blocks.md, eq. 12
 
     return op(0.5 * a * (1.0 + t), (x,), backward)
+    ### END SOLUTION
 
 
 def silu(x: Tensor) -> Tensor:
@@ -112,9 +118,11 @@ def silu(x: Tensor) -> Tensor:
     silu'(x) = σ(x) · (1 + x · (1 - σ(x))).  silu(0) = 0, silu(1) = 1/(1 + e^-1), silu(x) - silu(-x) = x.
     Any shape, elementwise.
     """
+    ### BEGIN SOLUTION
     a = x.data
     s = 0.5 + 0.5 * np.tanh(0.5 * a)  # σ(x), same shape as x
     return op(a * s, (x,), lambda g: (g * s * (1.0 + a * (1.0 - s)),))  # docs/07-blocks.md, eq. 14
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- modules
@@ -125,13 +133,17 @@ class LayerNorm(Module):
 
     def __init__(self, width: int, eps: float = 1e-5) -> None:
         """Parameters `weight` = ones(width) and `bias` = zeros(width), float32, requiring grad; keeps `eps`."""
+        ### BEGIN SOLUTION
         self.weight = Tensor(np.ones(width, dtype=np.float32), requires_grad=True)
         self.bias = Tensor(np.zeros(width, dtype=np.float32), requires_grad=True)
         self.eps = eps
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """layer_norm(x, weight, bias, eps): (..., width) -> (..., width)."""
+        ### BEGIN SOLUTION
         return layer_norm(x, self.weight, self.bias, self.eps)
+        ### END SOLUTION
 
 
 class RMSNorm(Module):
@@ -139,12 +151,16 @@ class RMSNorm(Module):
 
     def __init__(self, width: int, eps: float = 1e-5) -> None:
         """Parameter `weight` = ones(width), float32, requiring grad; keeps `eps`."""
+        ### BEGIN SOLUTION
         self.weight = Tensor(np.ones(width, dtype=np.float32), requires_grad=True)
         self.eps = eps
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """rms_norm(x, weight, eps): (..., width) -> (..., width)."""
+        ### BEGIN SOLUTION
         return rms_norm(x, self.weight, self.eps)
+        ### END SOLUTION
 
 
 class MLP(Module):
@@ -153,12 +169,16 @@ class MLP(Module):
     def __init__(self, width: int, hidden: int, *, rng: np.random.Generator) -> None:
         """Submodules, in this order: `up` = Linear(width, hidden), `down` = Linear(hidden, width), both with bias
         and Linear's default initialisation, drawn from `rng` (up first)."""
+        ### BEGIN SOLUTION
         self.up = Linear(width, hidden, rng=rng)
         self.down = Linear(hidden, width, rng=rng)
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., width) -> (..., width)."""
+        ### BEGIN SOLUTION
         return self.down(gelu(self.up(x)))  # (..., hidden) in between
+        ### END SOLUTION
 
 
 class SwiGLU(Module):
@@ -170,13 +190,17 @@ class SwiGLU(Module):
 
         Three matrices instead of two: with hidden = 8·width/3 it has the parameters of a 4·width MLP.
         """
+        ### BEGIN SOLUTION
         self.gate = Linear(width, hidden, bias=False, rng=rng)
         self.up = Linear(width, hidden, bias=False, rng=rng)
         self.down = Linear(hidden, width, bias=False, rng=rng)
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., width) -> (..., width)."""
+        ### BEGIN SOLUTION
         return self.down(silu(self.gate(x)) * self.up(x))  # (..., hidden) in between
+        ### END SOLUTION
 
 
 class Dropout(Module):
@@ -187,10 +211,12 @@ class Dropout(Module):
 
         p must be in [0, 1): ValueError otherwise (p = 1 would drop everything and 1/(1 - p) is infinite).
         """
+        ### BEGIN SOLUTION
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.rng = rng
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """x itself in eval mode or when p = 0; otherwise one fused op x · mask with
@@ -199,10 +225,12 @@ class Dropout(Module):
         Scaling by 1/(1 - p) keeps the expected value: E[x · mask] = x · (1 - p) / (1 - p) = x, so eval needs no
         rescaling.
         """
+        ### BEGIN SOLUTION
         if not self.training or self.p == 0.0:
             return x
         mask = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / x.dtype.type(1.0 - self.p)  # x's shape
         return op(x.data * mask, (x,), lambda g: (g * mask,))
+        ### END SOLUTION
 
 
 class Block(Module):
@@ -229,6 +257,7 @@ class Block(Module):
         Redraw in place (`parameter.data[...] = rng.standard_normal(shape) * std`) so the dtype stays; biases stay
         zero and norm weights one.
         """
+        ### BEGIN SOLUTION
         norms = {"rms": RMSNorm, "layer": LayerNorm}
         if norm not in norms:
             raise ValueError(f"norm must be 'rms' or 'layer', got {norm!r}")
@@ -250,11 +279,14 @@ class Block(Module):
             if parameter.ndim == 2:  # a matrix; biases and norm weights are vectors and keep their values
                 std = 0.02 / math.sqrt(2 * layers) if name in residual else 0.02
                 parameter.data[...] = rng.standard_normal(parameter.shape) * std  # in place: keeps the dtype
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, width) -> (B, T, width); causal: the output at position t depends only on inputs 0..t."""
+        ### BEGIN SOLUTION
         if self.pre_norm:
             x = x + self.dropout(self.attention(self.attention_norm(x)))  # (B, T, C)
             return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))  # (B, T, C)
         x = self.attention_norm(x + self.dropout(self.attention(x)))  # (B, T, C)
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))  # (B, T, C)
+        ### END SOLUTION

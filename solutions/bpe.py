@@ -19,10 +19,12 @@ import regex
 # leading space), then whitespace. `\s+(?!\S)` leaves the last space of a run to start the next word.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _PRETOKEN = regex.compile(GPT2_PATTERN)
+### BEGIN SOLUTION
 # A safe place to cut a stream: between a non-whitespace character and a whitespace one (docs/08-bpe.md, "Streaming").
 # (?r) searches from the end, so the first match is the last such place. Same \s as the pattern, not str.isspace.
 _LAST_SAFE_CUT = regex.compile(r"(?r)\S(?=\s)")
 _CACHE_LIMIT = 1 << 16  # pre-tokens remembered by a Tokenizer; cleared when full so a stream's memory stays bounded
+### END SOLUTION
 
 
 def pretokenize(text: str) -> list[str]:
@@ -44,11 +46,13 @@ def split_on_special(text: str, special_tokens: Sequence[str]) -> list[str]:
 
     split_on_special("a<|endoftext|>b", ["<|endoftext|>"]) -> ["a", "<|endoftext|>", "b"]
     """
+    ### BEGIN SOLUTION
     if not special_tokens:
         return [text] if text else []
     longest_first = sorted(special_tokens, key=len, reverse=True)  # an alternation tries its options in order
     pattern = "(" + "|".join(regex.escape(token) for token in longest_first) + ")"
     return [piece for piece in regex.split(pattern, text) if piece]
+    ### END SOLUTION
 
 
 def count_pretokens(text: str, special_tokens: Sequence[str] = ()) -> dict[bytes, int]:
@@ -60,12 +64,14 @@ def count_pretokens(text: str, special_tokens: Sequence[str] = ()) -> dict[bytes
 
     count_pretokens("the cat the") -> {b"the": 1, b" cat": 1, b" the": 1}
     """
+    ### BEGIN SOLUTION
     specials = set(special_tokens)
     counts: Counter[bytes] = Counter()
     for piece in split_on_special(text, special_tokens):
         if piece not in specials:
             counts.update(word.encode("utf-8") for word in pretokenize(piece))
     return dict(counts)
+    ### END SOLUTION
 
 
 def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
@@ -74,6 +80,7 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
     Occurrences are taken greedily from the left and do not overlap: merging (a, a) in [a, a, a] gives
     [new, a]. Returns a new list; `ids` is unchanged. No occurrence gives a copy of `ids`.
     """
+    ### BEGIN SOLUTION
     first, second = pair
     merged, i = [], 0
     while i < len(ids):
@@ -84,8 +91,10 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
             merged.append(ids[i])
             i += 1
     return merged
+    ### END SOLUTION
 
 
+### BEGIN SOLUTION
 def _number_of_merges(vocab_size: int, special_tokens: Sequence[str]) -> int:
     _check_special_tokens(special_tokens)
     smallest = 256 + len(special_tokens)
@@ -113,6 +122,7 @@ def _descending(token: bytes) -> tuple[int, ...]:
     the longer string, as b"a" < b"aa" requires.
     """
     return tuple(255 - byte for byte in token) + (256,)
+### END SOLUTION
 
 
 def train_naive(text: str, vocab_size: int, special_tokens: Sequence[str] = ()) -> list[tuple[int, int]]:
@@ -122,6 +132,7 @@ def train_naive(text: str, vocab_size: int, special_tokens: Sequence[str] = ()) 
     rule in `train`'s docstring, and rewrites every pre-token with `merge_pair`. Cost: O(corpus) per merge.
     Same arguments, result and errors as `train`; tests compare the two.
     """
+    ### BEGIN SOLUTION
     n_merges = _number_of_merges(vocab_size, special_tokens)
     counts = count_pretokens(text, special_tokens)
     words = [list(word) for word in counts]  # each distinct pre-token as a list of byte ids
@@ -141,6 +152,7 @@ def train_naive(text: str, vocab_size: int, special_tokens: Sequence[str] = ()) 
         merges.append(best)
         vocab.append(vocab[best[0]] + vocab[best[1]])
     return merges
+    ### END SOLUTION
 
 
 def train(text: str, vocab_size: int, special_tokens: Sequence[str] = ()) -> list[tuple[int, int]]:
@@ -166,6 +178,7 @@ def train(text: str, vocab_size: int, special_tokens: Sequence[str] = ()) -> lis
 
     Returns [(a, b), ...] as ints: merges[r] = (a, b) means id 256 + r = a followed by b.
     """
+    ### BEGIN SOLUTION
     n_merges = _number_of_merges(vocab_size, special_tokens)
     counts = count_pretokens(text, special_tokens)
     words = [list(word) for word in counts]  # each distinct pre-token as a list of byte ids
@@ -215,6 +228,7 @@ def train(text: str, vocab_size: int, special_tokens: Sequence[str] = ()) -> lis
                 del pair_counts[pair]
                 holders.pop(pair, None)
     return merges
+    ### END SOLUTION
 
 
 class Tokenizer:
@@ -229,6 +243,7 @@ class Tokenizer:
         A merge that uses an id not yet defined (a or b >= 256 + r) raises ValueError naming the merge's index r;
         special tokens must be distinct, non-empty and free of whitespace (else ValueError).
         """
+        ### BEGIN SOLUTION
         _check_special_tokens(special_tokens)
         self.merges = [(int(a), int(b)) for a, b in merges]
         self.special_tokens = list(special_tokens)
@@ -243,12 +258,14 @@ class Tokenizer:
             self.vocab[token_id] = token.encode("utf-8")
         self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}  # pair -> rank, lower merges first
         self._cache: dict[str, list[int]] = {}  # pre-token -> its ids
+        ### END SOLUTION
 
     @property
     def vocab_size(self) -> int:
         """256 + len(merges) + len(special_tokens)."""
         return len(self.vocab)
 
+    ### BEGIN SOLUTION
     def _encode_pretoken(self, word: str) -> list[int]:
         """The ids of one pre-token: its bytes, then merges by rank until no adjacent pair is a merge."""
         cached = self._cache.get(word)
@@ -265,6 +282,7 @@ class Tokenizer:
             self._cache.clear()
         self._cache[word] = ids
         return ids
+    ### END SOLUTION
 
     def encode(self, text: str, allow_special: bool = False) -> list[int]:
         """The ids of `text`, a list of ints; every Unicode string (without lone surrogates) round-trips.
@@ -279,6 +297,7 @@ class Tokenizer:
         earliest, until no adjacent pair is a merge. This gives the same tokens as replaying the training merges in
         order; bytes never seen in training simply stay byte tokens. Cache the ids of each pre-token.
         """
+        ### BEGIN SOLUTION
         ids: list[int] = []
         pieces = split_on_special(text, self.special_tokens) if allow_special else [text]
         for piece in pieces:
@@ -288,6 +307,7 @@ class Tokenizer:
             for word in pretokenize(piece):
                 ids.extend(self._encode_pretoken(word))
         return ids
+        ### END SOLUTION
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text of `ids` (a list or a 1-D integer array): the bytes of every id joined, decoded as UTF-8.
@@ -295,12 +315,14 @@ class Tokenizer:
         decode(encode(text)) == text for every string. A sequence cut inside a multi-byte character is not valid
         UTF-8: such bytes become U+FFFD (errors="replace"). An id outside [0, vocab_size) raises ValueError naming it.
         """
+        ### BEGIN SOLUTION
         parts = []
         for token in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
             if token not in self.vocab:
                 raise ValueError(f"id {token} is outside the vocabulary [0, {self.vocab_size})")
             parts.append(self.vocab[token])
         return b"".join(parts).decode("utf-8", errors="replace")
+        ### END SOLUTION
 
     def encode_iterable(self, pieces: Iterable[str], allow_special: bool = False) -> Iterator[int]:
         """Encode a stream of strings lazily, yielding exactly the ids of `encode("".join(pieces), allow_special)`.
@@ -312,6 +334,7 @@ class Tokenizer:
         buffer[:p], yield its ids and keep buffer[p:]. At the end, encode what is left.
         Memory: the buffer holds at most one piece plus the text since the last safe cut.
         """
+        ### BEGIN SOLUTION
         buffer = ""
         for piece in pieces:
             buffer += piece
@@ -320,6 +343,7 @@ class Tokenizer:
                 yield from self.encode(buffer[: cut.end()], allow_special)
                 buffer = buffer[cut.end():]
         yield from self.encode(buffer, allow_special)
+        ### END SOLUTION
 
     def encode_file(self, path: str, chunk_size: int = 1 << 16, allow_special: bool = False) -> Iterator[int]:
         """Encode a UTF-8 text file as a stream, reading `chunk_size` characters at a time.
@@ -340,11 +364,13 @@ class Tokenizer:
         "merges" and "special_tokens" define the tokenizer; "vocab" (every id, as a decimal string, to the hex of
         its bytes, e.g. "256": "6161") is there for people to read and for `load` to check.
         """
+        ### BEGIN SOLUTION
         data = {"format": "byte-level-bpe", "version": 1, "special_tokens": self.special_tokens,
                 "merges": [[a, b] for a, b in self.merges],
                 "vocab": {str(token): piece.hex() for token, piece in sorted(self.vocab.items())}}
         with open(path, "w", encoding="utf-8") as file:
             json.dump(data, file, ensure_ascii=False, indent=1)
+        ### END SOLUTION
 
     @classmethod
     def load(cls, path: str) -> Tokenizer:
@@ -353,6 +379,7 @@ class Tokenizer:
         A file that is not this format (another "format" or "version") or whose "vocab" disagrees with the vocabulary
         rebuilt from its merges raises ValueError.
         """
+        ### BEGIN SOLUTION
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
         if not isinstance(data, dict) or data.get("format") != "byte-level-bpe" or data.get("version") != 1:
@@ -362,3 +389,4 @@ class Tokenizer:
         if saved and saved != tokenizer.vocab:
             raise ValueError(f"{path}: the saved vocab disagrees with the vocabulary rebuilt from the merges")
         return tokenizer
+        ### END SOLUTION

@@ -52,6 +52,7 @@ def top_k_filter(logits: np.ndarray, k: int) -> np.ndarray:
     logits: (..., V) -> float64 (..., V). A logit survives when it is >= the k-th largest of its row, so tokens tied
     with the k-th largest all survive (more than k only on exact ties). k >= V keeps everything; k < 1 is a ValueError.
     """
+    ### BEGIN SOLUTION
     if k < 1:
         raise ValueError(f"top_k must be at least 1, got {k}")
     logits = np.asarray(logits, dtype=np.float64)
@@ -59,6 +60,7 @@ def top_k_filter(logits: np.ndarray, k: int) -> np.ndarray:
         return logits.copy()
     kth = np.partition(logits, -k, axis=-1)[..., -k, None]  # (..., 1): the k-th largest of each row
     return np.where(logits >= kth, logits, -np.inf)
+    ### END SOLUTION
 
 
 def top_p_filter(logits: np.ndarray, p: float) -> np.ndarray:
@@ -70,6 +72,7 @@ def top_p_filter(logits: np.ndarray, p: float) -> np.ndarray:
     survives when the mass of the tokens strictly more probable than it is below p.
     logits: (..., V) -> float64 (..., V), the removed ones -inf. p must be in (0, 1]: ValueError otherwise.
     """
+    ### BEGIN SOLUTION
     if not 0.0 < p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {p}")
     logits = np.asarray(logits, dtype=np.float64)
@@ -79,6 +82,7 @@ def top_p_filter(logits: np.ndarray, p: float) -> np.ndarray:
     rank = np.minimum((cumulative < p).sum(axis=-1, keepdims=True), logits.shape[-1] - 1)  # (..., 1): r
     threshold = np.take_along_axis(descending, rank, axis=-1)  # (..., 1): s_r
     return np.where(probs >= threshold, logits, -np.inf)
+    ### END SOLUTION
 
 
 def min_p_filter(logits: np.ndarray, min_p: float) -> np.ndarray:
@@ -88,11 +92,13 @@ def min_p_filter(logits: np.ndarray, min_p: float) -> np.ndarray:
     logits: (..., V) -> float64 (..., V), the removed ones -inf. min_p must be in [0, 1] (0 keeps everything):
     ValueError otherwise.
     """
+    ### BEGIN SOLUTION
     if not 0.0 <= min_p <= 1.0:
         raise ValueError(f"min_p must be in [0, 1], got {min_p}")
     logits = np.asarray(logits, dtype=np.float64)
     probs = _softmax(logits)  # (..., V)
     return np.where(probs >= min_p * probs.max(axis=-1, keepdims=True), logits, -np.inf)
+    ### END SOLUTION
 
 
 def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | None = None,
@@ -104,6 +110,7 @@ def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | 
     their arguments). τ < 0 is a ValueError.
     logits: (..., V) -> float64 (..., V); softmax of the result is the filtered distribution.
     """
+    ### BEGIN SOLUTION
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     logits = np.asarray(logits, dtype=np.float64)
@@ -118,6 +125,7 @@ def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | 
         best = np.argmax(logits, axis=-1)[..., None]  # (..., 1), the first arg-max
         return np.where(np.arange(logits.shape[-1]) == best, 0.0, -np.inf)
     return filtered
+    ### END SOLUTION
 
 
 def sample(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0, top_k: int | None = None,
@@ -129,6 +137,7 @@ def sample(logits: np.ndarray, rng: np.random.Generator, *, temperature: float =
     u = rng.random(logits.shape[:-1]), and the token is the number of entries of c that are <= u · c[-1] (the first
     index whose cumulative probability exceeds u times the total: inverse-CDF sampling, never a removed token).
     """
+    ### BEGIN SOLUTION
     filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)  # (..., V)
     if temperature == 0:
         return np.argmax(filtered, axis=-1).astype(np.int64)  # the one token left: no draw
@@ -136,6 +145,7 @@ def sample(logits: np.ndarray, rng: np.random.Generator, *, temperature: float =
     cumulative = np.cumsum(probs, axis=-1)  # (..., V)
     u = rng.random(probs.shape[:-1])[..., None]  # (..., 1): one uniform per row
     return (cumulative <= u * cumulative[..., -1:]).sum(axis=-1).astype(np.int64)
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- the key/value cache
@@ -153,19 +163,23 @@ class KVCache:
                  dtype: type = np.float32) -> None:
         """Allocate `keys` and `values`: lists of `layers` zero arrays (batch, kv_heads, max_length, head_dim) of
         `dtype`; set `max_length` and `length = 0`."""
+        ### BEGIN SOLUTION
         shape = (batch, kv_heads, max_length, head_dim)
         self.keys = [np.zeros(shape, dtype=dtype) for _ in range(layers)]
         self.values = [np.zeros(shape, dtype=dtype) for _ in range(layers)]
         self.max_length = max_length
         self.length = 0
+        ### END SOLUTION
 
     @classmethod
     def for_model(cls, model: GPT, batch: int) -> KVCache:
         """A float32 cache for `model` and `batch` sequences: config.layers layers, kv_heads (heads when None) key/value
         heads, head_dim = width // heads, max_length = config.context (the positions the model has)."""
+        ### BEGIN SOLUTION
         config = model.config
         kv_heads = config.heads if config.kv_heads is None else config.kv_heads
         return cls(config.layers, batch, kv_heads, config.context, config.width // config.heads)
+        ### END SOLUTION
 
     def update(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Write k, v (batch, kv_heads, T, head_dim) at positions length .. length + T - 1 of `layer`, in place, and
@@ -174,6 +188,7 @@ class KVCache:
 
         ValueError saying the cache is full, before writing anything, when length + T > max_length.
         """
+        ### BEGIN SOLUTION
         T = k.shape[2]
         end = self.length + T
         if end > self.max_length:
@@ -182,14 +197,17 @@ class KVCache:
         self.keys[layer][:, :, self.length:end] = k  # in place: no new array per step
         self.values[layer][:, :, self.length:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        ### END SOLUTION
 
     def advance(self, steps: int) -> None:
         """Count `steps` more positions as filled, once every layer has been updated with them.
         ValueError saying the cache is full when length + steps > max_length."""
+        ### BEGIN SOLUTION
         if self.length + steps > self.max_length:
             raise ValueError(f"the key/value cache is full: cannot advance {steps} positions past "
                              f"{self.length} of {self.max_length}")
         self.length += steps
+        ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- the cached forward pass
@@ -204,6 +222,7 @@ def attend_cached(attention: MultiHeadAttention, x: Tensor, cache: KVCache, laye
     scaled_dot_product_attention(q, keys, values, causal=True) over all length + T keys (query i sits at absolute
     position S - T + i: the cache convention of stage 06); merge the heads and apply `output`.
     """
+    ### BEGIN SOLUTION
     B, T, _ = x.shape
     H, Hkv, Dh = attention.heads, attention.kv_heads, attention.head_dim
     q = attention.query(x).reshape(B, T, H, Dh).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
@@ -216,6 +235,7 @@ def attend_cached(attention: MultiHeadAttention, x: Tensor, cache: KVCache, laye
     y = scaled_dot_product_attention(q, Tensor(keys), Tensor(values), causal=True)  # (B, H, T, Dh)
     y = y.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # heads side by side again
     return attention.output(y)
+    ### END SOLUTION
 
 
 def forward_cached(model: GPT, ids: np.ndarray, cache: KVCache) -> np.ndarray:
@@ -228,6 +248,7 @@ def forward_cached(model: GPT, ids: np.ndarray, cache: KVCache) -> np.ndarray:
     final_norm and the output layer (token_embedding.weightᵀ when `head` is None: tied). Ends with cache.advance(T).
     ValueError saying the cache is full, before any change, when length + T > max_length.
     """
+    ### BEGIN SOLUTION
     B, T = ids.shape
     offset = cache.length
     if offset + T > cache.max_length:
@@ -247,6 +268,7 @@ def forward_cached(model: GPT, ids: np.ndarray, cache: KVCache) -> np.ndarray:
             logits = model.head(x).data  # (B, T, V)
     cache.advance(T)
     return logits
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- the loop
@@ -266,6 +288,7 @@ def generate(model: GPT, prompt: np.ndarray, max_new_tokens: int, *, rng: np.ran
     config.context is a ValueError raised before any work (use use_cache=False to slide a window).
     Runs under no_grad in eval mode (dropout off) and restores the model's training mode afterwards.
     """
+    ### BEGIN SOLUTION
     ids = np.asarray(prompt)
     single = ids.ndim == 1
     ids = (ids[None, :] if single else ids).astype(np.int64)  # (B, P)
@@ -294,6 +317,7 @@ def generate(model: GPT, prompt: np.ndarray, max_new_tokens: int, *, rng: np.ran
     finally:
         model.train(was_training)
     return out[0] if single else out
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- the command (given: nothing to implement)

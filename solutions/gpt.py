@@ -100,6 +100,7 @@ class GPT(Module):
         Keeps `config`. ValueError naming the option for a norm, feed_forward or position that is not one of the
         choices in GPTConfig (Block and MultiHeadAttention check the head counts).
         """
+        ### BEGIN SOLUTION
         for option, choices in OPTIONS.items():
             if getattr(config, option) not in choices:
                 raise ValueError(f"GPTConfig.{option} must be one of {choices}, got {getattr(config, option)!r}")
@@ -114,6 +115,7 @@ class GPT(Module):
                              dropout=config.dropout, layers=config.layers) for _ in range(config.layers)]
         self.final_norm = RMSNorm(C) if config.norm == "rms" else LayerNorm(C)
         self.head = None if config.tie_embeddings else Linear(C, V, bias=False, rng=rng, std=0.02)
+        ### END SOLUTION
 
     def forward(self, ids: np.ndarray, targets: np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
         """ids: (B, T) integer token ids -> (logits (B, T, V), loss).
@@ -125,6 +127,7 @@ class GPT(Module):
         The tied head is ONE matmul against a view, x @ token_embedding.weight.transpose(1, 0): the same Tensor as the
         lookup's, so its gradient sums both uses (a copy of weight.data.T would cut the head's part off).
         """
+        ### BEGIN SOLUTION
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"GPT.forward: ids must be (B, T), got shape {ids.shape}")
@@ -143,14 +146,19 @@ class GPT(Module):
         else:
             logits = self.head(x)  # (B, T, V)
         return logits, None if targets is None else cross_entropy(logits, targets)
+        ### END SOLUTION
 
     def loss(self, ids: np.ndarray, targets: np.ndarray) -> Tensor:
         """The loss of forward(ids, targets) alone, so that nn.estimate_loss (which calls model.loss(x, y)) works."""
+        ### BEGIN SOLUTION
         return self.forward(ids, targets)[1]
+        ### END SOLUTION
 
     def num_parameters(self) -> int:
         """The number of scalars in parameters(): a tied embedding counts once (there is no separate head)."""
+        ### BEGIN SOLUTION
         return sum(parameter.size for parameter in self.parameters())
+        ### END SOLUTION
 
     def flops_per_token(self) -> int:
         """Floating-point operations to train on one token (forward and backward), as an int:
@@ -163,11 +171,13 @@ class GPT(Module):
         gradients of the input and of the weight). Attention adds, per layer, q · kᵀ and P · v against `context` keys:
         2 · 2 · width · context forward, times 3 with backward.
         """
+        ### BEGIN SOLUTION
         lookups = 0 if self.position_embedding is None else self.position_embedding.weight.size
         if self.head is not None:
             lookups += self.token_embedding.weight.size
         config = self.config
         return 6 * (self.num_parameters() - lookups) + 12 * config.layers * config.width * config.context
+        ### END SOLUTION
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an .npz to exactly `path`: every state_dict() entry under its name, and the config as a JSON string
@@ -175,12 +185,14 @@ class GPT(Module):
 
         Written to `path + ".tmp"` first, then renamed: a crash mid-write never leaves half a checkpoint at `path`.
         """
+        ### BEGIN SOLUTION
         arrays = self.state_dict()
         arrays[CONFIG_KEY] = np.array(json.dumps(self.config.to_dict()))
         temporary = f"{os.fspath(path)}.tmp"
         with open(temporary, "wb") as file:
             np.savez(file, **arrays)
         os.replace(temporary, path)
+        ### END SOLUTION
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GPT:
@@ -191,6 +203,7 @@ class GPT(Module):
         file has no "config" entry, or when its weights do not fit the model its config describes: the message names
         the missing and unexpected keys, or the key whose shape differs and both shapes.
         """
+        ### BEGIN SOLUTION
         if not os.path.isfile(path):
             raise FileNotFoundError(f"GPT.load: no checkpoint file at {os.fspath(path)!r}")
         with np.load(path, allow_pickle=False) as file:
@@ -212,3 +225,4 @@ class GPT(Module):
                                  f"config {config} needs {parameter.shape}")
         model.load_state_dict(state)
         return model
+        ### END SOLUTION

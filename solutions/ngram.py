@@ -20,10 +20,12 @@ class CharTokenizer:
         Sets `self.vocab` (list of the characters; id i is `self.vocab[i]`) and `self.stoi` (dict character -> id).
         An empty text has no vocabulary: raise ValueError.
         """
+        ### BEGIN SOLUTION
         if not text:
             raise ValueError("cannot build a vocabulary from an empty text")
         self.vocab = sorted(set(text))
         self.stoi = {ch: i for i, ch in enumerate(self.vocab)}
+        ### END SOLUTION
 
     @property
     def vocab_size(self) -> int:
@@ -36,6 +38,7 @@ class CharTokenizer:
         A character that is not in the vocabulary raises ValueError whose message names the character as
         `repr(ch)` (e.g. 'z') and its index in `text` as `position i`, e.g. "unknown character 'z' at position 3".
         """
+        ### BEGIN SOLUTION
         ids = np.empty(len(text), dtype=np.int64)  # (len(text),)
         for position, ch in enumerate(text):
             if ch not in self.stoi:
@@ -43,18 +46,21 @@ class CharTokenizer:
                                  f"of {self.vocab_size} characters")
             ids[position] = self.stoi[ch]
         return ids
+        ### END SOLUTION
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text of a sequence of ids (a list or a 1-D integer array); the inverse of `encode`.
 
         An id outside [0, V) raises ValueError naming the id (a negative id must not wrap around to the end).
         """
+        ### BEGIN SOLUTION
         chars = []
         for token in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
             if not 0 <= token < self.vocab_size:
                 raise ValueError(f"id {token} is outside the vocabulary [0, {self.vocab_size})")
             chars.append(self.vocab[token])
         return "".join(chars)
+        ### END SOLUTION
 
 
 def train_val_split(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +73,7 @@ def train_val_split(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray
 
     tokens: (N,) ids. val_fraction must be in (0, 1), and both parts must be non-empty; otherwise ValueError.
     """
+    ### BEGIN SOLUTION
     tokens = np.asarray(tokens)
     if tokens.ndim != 1:
         raise ValueError(f"tokens must be 1-D, got shape {tokens.shape}")
@@ -78,6 +85,7 @@ def train_val_split(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray
         raise ValueError(f"val_fraction {val_fraction} of {len(tokens)} tokens leaves {n_train} for training and "
                          f"{n_val} for validation; both must be at least 1")
     return tokens[:n_train], tokens[n_train:]
+    ### END SOLUTION
 
 
 def ngram_counts(tokens: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
@@ -90,6 +98,7 @@ def ngram_counts(tokens: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
     tokens: (N,) ints in [0, V)  ->  (V,)*n int64. Memory: V**n * 8 bytes (V=65: 34 KB at n=2, 2.2 MB at n=3,
     143 MB at n=4), so a dense table is for small V and n <= 4.
     """
+    ### BEGIN SOLUTION
     tokens = np.asarray(tokens, dtype=np.int64)
     shape = (vocab_size,) * n
     if len(tokens) < n:
@@ -97,6 +106,7 @@ def ngram_counts(tokens: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(tokens, n)  # (N-n+1, n)
     flat = np.ravel_multi_index(tuple(windows.T), shape)  # (N-n+1,) one integer per n-gram
     return np.bincount(flat, minlength=vocab_size**n).reshape(shape)
+    ### END SOLUTION
 
 
 class NGramModel:
@@ -116,6 +126,7 @@ class NGramModel:
         Anything invalid raises ValueError saying what is wrong (for lambdas: how many weights were expected and
         how many came, which one is negative, or what they sum to).
         """
+        ### BEGIN SOLUTION
         if int(order) != order or order < 1:
             raise ValueError(f"order must be an integer >= 1, got {order}")
         if int(vocab_size) != vocab_size or vocab_size < 1:
@@ -137,6 +148,7 @@ class NGramModel:
         self.alpha = float(alpha)
         self.lambdas = lambdas  # (n,)
         self.counts: list[np.ndarray] = []
+        ### END SOLUTION
 
     def fit(self, tokens: np.ndarray) -> NGramModel:
         """Count the k-grams of `tokens` for every order k = 1..n; return self.
@@ -145,6 +157,7 @@ class NGramModel:
         again replaces the counts. A token outside [0, V) raises ValueError naming it (a negative id would
         otherwise wrap around silently and count as the last character).
         """
+        ### BEGIN SOLUTION
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         outside = (tokens < 0) | (tokens >= self.vocab_size)
         if outside.any():
@@ -153,6 +166,7 @@ class NGramModel:
                              f"[0, {self.vocab_size})")
         self.counts = [ngram_counts(tokens, k, self.vocab_size) for k in range(1, self.order + 1)]
         return self
+        ### END SOLUTION
 
     def distribution(self, context: Sequence[int] | np.ndarray) -> np.ndarray:
         """P(next = w | context) for every w: shape (V,), float64, sums to 1.
@@ -165,6 +179,7 @@ class NGramModel:
         with c_k = counts[k-1]. When the denominator is 0 (alpha = 0 and h never seen followed by anything) P_k is
         uniform, 1/V. The result mixes the orders: P(w | context) = sum_k lambdas[k-1] * P_k(w | h_k).
         """
+        ### BEGIN SOLUTION
         context = np.asarray(context, dtype=np.int64).reshape(-1)
         if len(context) < self.order - 1:
             raise ValueError(f"an order-{self.order} model needs at least {self.order - 1} context tokens, "
@@ -176,10 +191,13 @@ class NGramModel:
             total = row.sum()
             mixed += weight * (row / total if total > 0 else np.full(self.vocab_size, 1.0 / self.vocab_size))
         return mixed
+        ### END SOLUTION
 
     def prob(self, context: Sequence[int] | np.ndarray, token: int) -> float:
         """P(next = token | context), as a Python float: distribution(context)[token]."""
+        ### BEGIN SOLUTION
         return float(self.distribution(context)[token])
+        ### END SOLUTION
 
     def log_likelihood(self, tokens: np.ndarray) -> float:
         """sum_{i = n-1}^{N-1} ln P(tokens[i] | tokens[i-n+1 : i]), in nats (natural log).
@@ -188,6 +206,7 @@ class NGramModel:
         scored, each with its full context. Fewer than n tokens raises ValueError. A token of probability 0 gives
         -inf (an unsmoothed model meeting an unseen n-gram).
         """
+        ### BEGIN SOLUTION
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         n, V = self.order, self.vocab_size
         if len(tokens) < n:
@@ -202,19 +221,26 @@ class NGramModel:
             probs += weight * np.where(totals > 0, counts / safe, 1.0 / V)
         with np.errstate(divide="ignore"):
             return float(np.log(probs).sum())
+        ### END SOLUTION
 
     def cross_entropy(self, tokens: np.ndarray) -> float:
         """Average negative log-likelihood per scored token, in nats: -log_likelihood(tokens) / (N - n + 1)."""
+        ### BEGIN SOLUTION
         tokens = np.asarray(tokens).reshape(-1)
         return -self.log_likelihood(tokens) / (len(tokens) - self.order + 1)
+        ### END SOLUTION
 
     def perplexity(self, tokens: np.ndarray) -> float:
         """exp(cross_entropy): the size of a uniform choice that would be as surprised (V for a uniform model)."""
+        ### BEGIN SOLUTION
         return float(np.exp(self.cross_entropy(tokens)))
+        ### END SOLUTION
 
     def bits_per_char(self, tokens: np.ndarray) -> float:
         """Cross-entropy in bits per token, which is per character for a character tokenizer: nats / ln 2."""
+        ### BEGIN SOLUTION
         return self.cross_entropy(tokens) / np.log(2.0)
+        ### END SOLUTION
 
     def sample(self, context: Sequence[int] | np.ndarray, length: int, rng: np.random.Generator,
                temperature: float = 1.0) -> np.ndarray:
@@ -227,6 +253,7 @@ class NGramModel:
                               and the next token is rng.choice(V, p=q): one call per token, so a seed fixes the text.
         temperature < 0 raises ValueError. Returns shape (length,), int64.
         """
+        ### BEGIN SOLUTION
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         history = list(np.asarray(context, dtype=np.int64).reshape(-1).tolist())
@@ -246,3 +273,4 @@ class NGramModel:
             out[i] = token
             history.append(token)
         return out
+        ### END SOLUTION

@@ -46,6 +46,7 @@ class Module:
         A parameter reached twice (a weight shared by two layers) is listed once, under the first name it is reached by.
         Returns a list of (name, Tensor) pairs; e.g. [("embedding.weight", ...), ("blocks.0.weight", ...), ...].
         """
+        ### BEGIN SOLUTION
         found: list[tuple[str, Tensor]] = []
         seen: set[int] = set()
         for name, parameter in _walk_parameters(self, ""):
@@ -53,29 +54,38 @@ class Module:
                 seen.add(id(parameter))
                 found.append((name, parameter))
         return found
+        ### END SOLUTION
 
     def parameters(self) -> list[Tensor]:
         """The parameters of named_parameters(), in the same order, without their names."""
+        ### BEGIN SOLUTION
         return [parameter for _, parameter in self.named_parameters()]
+        ### END SOLUTION
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient (Tensor.zero_grad on each), so that the next backward starts afresh."""
+        ### BEGIN SOLUTION
         for parameter in self.parameters():
             parameter.zero_grad()
+        ### END SOLUTION
 
     def train(self, mode: bool = True) -> Module:
         """Set `training = mode` on this module and every submodule (also those in lists and tuples); return self.
 
         Layers that behave differently while training (dropout) read `self.training` in forward.
         """
+        ### BEGIN SOLUTION
         self.training = bool(mode)
         for child in _submodules(self):
             child.train(mode)
         return self
+        ### END SOLUTION
 
     def eval(self) -> Module:
         """Evaluation mode: the same as train(False). Returns self, so `model.eval()` can be chained."""
+        ### BEGIN SOLUTION
         return self.train(False)
+        ### END SOLUTION
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """{name: a COPY of the parameter's data} for every named parameter, in named_parameters order.
@@ -83,7 +93,9 @@ class Module:
         Copies, so that training the model afterwards does not change a saved state (and editing the state does not
         change the model).
         """
+        ### BEGIN SOLUTION
         return {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+        ### END SOLUTION
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copy `state`'s arrays into the parameters of the same names, keeping each parameter's dtype.
@@ -94,6 +106,7 @@ class Module:
           - an array whose shape differs from its parameter's raises ValueError naming the key and both shapes.
         Everything is checked before anything is copied: after an error the model is unchanged.
         """
+        ### BEGIN SOLUTION
         own = dict(self.named_parameters())
         missing = [name for name in own if name not in state]
         unexpected = [name for name in state if name not in own]
@@ -106,8 +119,10 @@ class Module:
                                  f"{parameter.shape} in the model")
         for name, parameter in own.items():
             parameter.data[...] = arrays[name]  # in place: optimizers hold these very arrays; the dtype stays
+        ### END SOLUTION
 
 
+### BEGIN SOLUTION
 def _members(module: Module) -> Iterator[tuple[str, Any]]:
     """(name, value) of the attributes and of the items of list/tuple attributes, in insertion order."""
     for name, value in vars(module).items():
@@ -132,6 +147,7 @@ def _walk_parameters(module: Module, prefix: str) -> Iterator[tuple[str, Tensor]
             yield prefix + name, value
         elif isinstance(value, Module):
             yield from _walk_parameters(value, f"{prefix}{name}.")
+### END SOLUTION
 
 
 class Linear(Module):
@@ -147,21 +163,25 @@ class Linear(Module):
         so a seed fixes the weights. bias starts at zeros (it draws nothing); with bias=False, self.bias is None.
         Both are Tensors with requires_grad=True and the given dtype (float32 by default).
         """
+        ### BEGIN SOLUTION
         std = 1.0 / np.sqrt(in_features) if std is None else std
         weight = rng.standard_normal((in_features, out_features)) * std  # (in, out)
         self.weight = Tensor(weight.astype(dtype), requires_grad=True, dtype=dtype)
         self.bias = Tensor(np.zeros(out_features, dtype=dtype), requires_grad=True, dtype=dtype) if bias else None
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., in_features) -> (..., out_features). A 1-D x (in_features,) gives (out_features,).
 
         x may be a Tensor or an array (an array becomes a constant Tensor of the weight's dtype).
         """
+        ### BEGIN SOLUTION
         x = x if isinstance(x, Tensor) else Tensor(x, dtype=self.weight.dtype)
         if x.ndim == 1:  # matmul wants 2-D: treat one vector as a batch of one
             return self.forward(x.reshape(1, -1)).reshape(-1)
         y = x @ self.weight  # (..., out)
         return y + self.bias if self.bias is not None else y
+        ### END SOLUTION
 
 
 class Embedding(Module):
@@ -173,8 +193,10 @@ class Embedding(Module):
             weight = (rng.standard_normal((num_embeddings, dim)) * std).astype(dtype),
         a Tensor with requires_grad=True and the given dtype.
         """
+        ### BEGIN SOLUTION
         weight = rng.standard_normal((num_embeddings, dim)) * std  # (num, dim)
         self.weight = Tensor(weight.astype(dtype), requires_grad=True, dtype=dtype)
+        ### END SOLUTION
 
     def forward(self, ids: np.ndarray) -> Tensor:
         """ids: integer array of any shape (...) -> (..., dim), out[..., :] = weight[ids[...], :].
@@ -183,6 +205,7 @@ class Embedding(Module):
         receives the sum of k gradients (the engine's indexing does this). An id outside [0, num_embeddings) raises
         IndexError naming it (a negative id must not wrap around to the end of the table).
         """
+        ### BEGIN SOLUTION
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"Embedding ids must be integers, got dtype {ids.dtype}")
@@ -190,6 +213,7 @@ class Embedding(Module):
         if outside.any():
             raise IndexError(f"Embedding: id {ids[outside].reshape(-1)[0]} is outside [0, {self.weight.shape[0]})")
         return self.weight[ids]  # (..., dim)
+        ### END SOLUTION
 
 
 def cross_entropy(logits: Tensor, targets: np.ndarray, ignore_index: int = -100) -> Tensor:
@@ -204,6 +228,7 @@ def cross_entropy(logits: Tensor, targets: np.ndarray, ignore_index: int = -100)
     The result has the logits' dtype. A target outside [0, V) that is not ignore_index raises ValueError naming it;
     targets whose shape is not logits.shape[:-1] raise ValueError naming both shapes.
     """
+    ### BEGIN SOLUTION
     targets = np.asarray(targets)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: targets have shape {targets.shape}, expected logits.shape[:-1] = "
@@ -234,6 +259,7 @@ def cross_entropy(logits: Tensor, targets: np.ndarray, ignore_index: int = -100)
         return (dz.reshape(logits.shape),)
 
     return op(np.asarray(loss, dtype=z.dtype), (logits,), backward)
+    ### END SOLUTION
 
 
 def get_batch(tokens: np.ndarray, batch_size: int, context: int,
@@ -245,6 +271,7 @@ def get_batch(tokens: np.ndarray, batch_size: int, context: int,
     so y[b, t] is the token that follows x[b, t], and every window (with its last target) lies inside `tokens`.
     tokens: (N,) ids, N > context (otherwise ValueError)  ->  x, y: (B, T) int64.
     """
+    ### BEGIN SOLUTION
     tokens = np.asarray(tokens).reshape(-1)
     if len(tokens) <= context:
         raise ValueError(f"get_batch: {len(tokens)} tokens hold no window of {context} tokens plus a target; "
@@ -252,6 +279,7 @@ def get_batch(tokens: np.ndarray, batch_size: int, context: int,
     starts = rng.integers(0, len(tokens) - context, size=batch_size)  # (B,) the last start is N - T - 1
     positions = starts[:, None] + np.arange(context)  # (B, T)
     return tokens[positions].astype(np.int64), tokens[positions + 1].astype(np.int64)
+    ### END SOLUTION
 
 
 class MLPLanguageModel(Module):
@@ -269,11 +297,13 @@ class MLPLanguageModel(Module):
         Also stores self.vocab_size and self.context. Near-zero logits make the first prediction almost uniform,
         so the initial loss is close to ln(vocab_size) instead of a confident, wrong guess.
         """
+        ### BEGIN SOLUTION
         self.vocab_size = vocab_size
         self.context = context
         self.embedding = Embedding(vocab_size, embed_dim, rng=rng)
         self.hidden = Linear(context * embed_dim, hidden, rng=rng)
         self.output = Linear(hidden, vocab_size, rng=rng, std=0.01)
+        ### END SOLUTION
 
     def forward(self, x: np.ndarray) -> Tensor:
         """x: (B, context) token ids -> logits (B, vocab_size) for the token that follows each window.
@@ -281,6 +311,7 @@ class MLPLanguageModel(Module):
         The concatenation is row-major: features [t * embed_dim : (t + 1) * embed_dim] are the embedding of x[:, t].
         A window of another length raises ValueError.
         """
+        ### BEGIN SOLUTION
         x = np.asarray(x)
         B, T = x.shape
         if T != self.context:
@@ -289,13 +320,16 @@ class MLPLanguageModel(Module):
         features = embedded.reshape(B, -1)  # (B, T * E) the T embeddings side by side
         hidden = self.hidden(features).tanh()  # (B, H)
         return self.output(hidden)  # (B, V)
+        ### END SOLUTION
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> Tensor:
         """Cross-entropy of the next token after each window: cross_entropy(self(x), y[:, -1]).
 
         x, y: (B, context) from get_batch(tokens, B, context, rng); y[:, -1] is the token after the window x[b].
         """
+        ### BEGIN SOLUTION
         return cross_entropy(self(x), np.asarray(y)[:, -1])
+        ### END SOLUTION
 
 
 def estimate_loss(model: Module, tokens: np.ndarray, batch_size: int, context: int, batches: int = 10,
@@ -306,6 +340,7 @@ def estimate_loss(model: Module, tokens: np.ndarray, batch_size: int, context: i
     Runs in eval mode and under no_grad() (no graph, no gradients), then puts back the training mode the model had.
     `model` is anything with .loss(x, y) -> scalar Tensor, .training, .train(mode) and .eval().
     """
+    ### BEGIN SOLUTION
     was_training = model.training
     rng = np.random.default_rng(seed)
     model.eval()
@@ -315,3 +350,4 @@ def estimate_loss(model: Module, tokens: np.ndarray, batch_size: int, context: i
     finally:
         model.train(was_training)
     return float(np.mean(losses))
+    ### END SOLUTION

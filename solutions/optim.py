@@ -58,8 +58,10 @@ class Optimizer:
         zeros costs no memory and makes a parameter that took no part in the loss visibly gradient-less, and step()
         skips it instead of decaying it.
         """
+        ### BEGIN SOLUTION
         for p in self.params:
             p.grad = None
+        ### END SOLUTION
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of everything step() depends on besides the parameters themselves and the constructor's arguments.
@@ -72,11 +74,13 @@ class Optimizer:
 
         Every array is a copy: stepping on afterwards, or changing the returned arrays, changes neither the other.
         """
+        ### BEGIN SOLUTION
         state = {"lr": np.array(self.lr, dtype=np.float64), "steps": np.array(self.steps, dtype=np.int64)}
         for name, arrays in self.state.items():
             for i, array in enumerate(arrays):
                 state[f"{name}.{i}"] = array.copy()
         return state
+        ### END SOLUTION
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what state_dict() returned, from an optimizer made the same way (same kind, same parameter shapes).
@@ -86,6 +90,7 @@ class Optimizer:
         changes. The values are copied into the existing state arrays (in place, cast to their dtype), so changing
         `state` afterwards has no effect on the optimizer; self.steps and self.lr are set from "steps" and "lr".
         """
+        ### BEGIN SOLUTION
         slots = {f"{name}.{i}": array for name, arrays in self.state.items() for i, array in enumerate(arrays)}
         shapes = {"lr": (), "steps": (len(self.params),), **{key: array.shape for key, array in slots.items()}}
         missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
@@ -98,6 +103,7 @@ class Optimizer:
             np.copyto(array, state[key])  # in place: the arrays stay the ones step() updates
         self.steps = [int(count) for count in state["steps"]]
         self.lr = float(state["lr"])
+        ### END SOLUTION
 
 
 class SGD(Optimizer):
@@ -120,6 +126,7 @@ class SGD(Optimizer):
 
         ValueError for momentum < 0, weight_decay < 0, or nesterov with momentum = 0 (Nesterov needs a buffer).
         """
+        ### BEGIN SOLUTION
         if not momentum >= 0.0:
             raise ValueError(f"momentum must be >= 0, got {momentum}")
         if not weight_decay >= 0.0:
@@ -132,10 +139,12 @@ class SGD(Optimizer):
         self.weight_decay = float(weight_decay)
         if self.momentum > 0.0:
             self.state["momentum_buffer"] = [np.zeros_like(p.data) for p in self.params]
+        ### END SOLUTION
 
     def step(self) -> None:
         """One update of every parameter that has a gradient, in place (the equations are in the class docstring);
         then self.steps[i] += 1 for each parameter updated. Reads self.lr at each call (a schedule may change it)."""
+        ### BEGIN SOLUTION
         lr, momentum, weight_decay = float(self.lr), self.momentum, self.weight_decay
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -150,8 +159,10 @@ class SGD(Optimizer):
                 g = g + momentum * buffer if self.nesterov else buffer
             p.data -= lr * g
             self.steps[i] += 1
+        ### END SOLUTION
 
 
+### BEGIN SOLUTION
 def _adam_update(p: Tensor, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float,
                  beta2: float, eps: float) -> None:
     """Adam's moment updates and parameter update for one parameter at its step t >= 1, all in place."""
@@ -167,6 +178,7 @@ def _adam_update(p: Tensor, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int,
     np.divide(m, update, out=update)
     update *= lr / (1.0 - beta1 ** t)
     p.data -= update
+### END SOLUTION
 
 
 class Adam(Optimizer):
@@ -193,6 +205,7 @@ class Adam(Optimizer):
         ValueError unless 0 <= beta1 < 1 and 0 <= beta2 < 1 (beta = 1 would divide by 1 - 1^t = 0), eps >= 0 and
         weight_decay >= 0.
         """
+        ### BEGIN SOLUTION
         beta1, beta2 = betas
         for name, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= beta < 1.0:
@@ -207,6 +220,7 @@ class Adam(Optimizer):
         self.weight_decay = float(weight_decay)
         self.state["exp_avg"] = [np.zeros_like(p.data) for p in self.params]
         self.state["exp_avg_sq"] = [np.zeros_like(p.data) for p in self.params]
+        ### END SOLUTION
 
     def step(self) -> None:
         """One update of every parameter that has a gradient, in place (the equations are in the class docstring):
@@ -215,6 +229,7 @@ class Adam(Optimizer):
         m and v are updated in place (m *= beta1; m += (1 - beta1) * g): the trainer calls step() thousands of times,
         and `m = beta1 * m + ...` would allocate new arrays at every call and leave self.state's arrays behind.
         """
+        ### BEGIN SOLUTION
         lr = float(self.lr)
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -225,6 +240,7 @@ class Adam(Optimizer):
             self.steps[i] += 1
             _adam_update(p, g, self.state["exp_avg"][i], self.state["exp_avg_sq"][i], self.steps[i], lr,
                          self.beta1, self.beta2, self.eps)
+        ### END SOLUTION
 
 
 class AdamW(Adam):
@@ -247,6 +263,9 @@ class AdamW(Adam):
     def step(self) -> None:
         """One update of every parameter that has a gradient, in place (the equations are in the class docstring):
         self.steps[i] += 1 first, and t = self.steps[i]. Reads self.lr at each call (a schedule may change it)."""
+        # Adam.step and AdamW.step share the moment and parameter updates: a small private helper of your own
+        # (a module-level function) keeps them in one place.
+        ### BEGIN SOLUTION
         lr = float(self.lr)
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -255,6 +274,7 @@ class AdamW(Adam):
             self.steps[i] += 1
             _adam_update(p, p.grad, self.state["exp_avg"][i], self.state["exp_avg_sq"][i], self.steps[i], lr,
                          self.beta1, self.beta2, self.eps)
+        ### END SOLUTION
 
 
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
@@ -271,6 +291,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
 
     Returns total as a Python float. ValueError for max_norm < 0.
     """
+    ### BEGIN SOLUTION
     if not max_norm >= 0.0:
         raise ValueError(f"max_norm must be >= 0, got {max_norm}")
     grads = [p.grad for p in params if p.grad is not None]
@@ -280,6 +301,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
         for g in grads:
             g *= scale  # in place: p.grad is this very array
     return total
+    ### END SOLUTION
 
 
 def cosine_schedule(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -296,6 +318,7 @@ def cosine_schedule(step: int, *, max_lr: float, min_lr: float, warmup_steps: in
 
     Returns a Python float. ValueError for step < 0, warmup_steps < 0 or total_steps < warmup_steps.
     """
+    ### BEGIN SOLUTION
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     if warmup_steps < 0 or total_steps < warmup_steps:
@@ -307,3 +330,4 @@ def cosine_schedule(step: int, *, max_lr: float, min_lr: float, warmup_steps: in
         return float(min_lr)
     progress = (step - warmup_steps) / (total_steps - warmup_steps)  # in [0, 1)
     return float(min_lr + (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress)) / 2.0)
+    ### END SOLUTION

@@ -43,6 +43,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     are summed keeping a size-1 axis. e.g. grad (2, 3, 4) -> shape (3, 1): sum over axes 0 and 2.
     Returns `grad` itself when its shape already is `shape`; ValueError if grad is not a broadcast of `shape`.
     """
+    ### BEGIN SOLUTION
     if grad.shape == shape:
         return grad
     added = grad.ndim - len(shape)
@@ -50,6 +51,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"a gradient of shape {grad.shape} cannot be summed to shape {shape}")
     stretched = tuple(added + i for i, n in enumerate(shape) if n == 1 and grad.shape[added + i] != 1)
     return grad.sum(axis=tuple(range(added)) + stretched, keepdims=True).reshape(shape)
+    ### END SOLUTION
 
 
 def op(output: np.ndarray, parents: tuple[Tensor, ...],
@@ -62,6 +64,7 @@ def op(output: np.ndarray, parents: tuple[Tensor, ...],
     If no parent requires grad, or inside `no_grad()`, the result is a constant: requires_grad False, no parents,
     no backward, so no graph is kept. The output keeps its own dtype.
     """
+    ### BEGIN SOLUTION
     output = np.asarray(output)
     needs_grad = _grad_enabled and any(parent.requires_grad for parent in parents)
     out = Tensor(output, requires_grad=needs_grad, dtype=output.dtype)
@@ -69,8 +72,10 @@ def op(output: np.ndarray, parents: tuple[Tensor, ...],
         out._parents = parents
         out._backward = backward
     return out
+    ### END SOLUTION
 
 
+### BEGIN SOLUTION
 def _rows_times(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """x @ w for x (..., n, k) and a matrix w (k, m) as ONE (rows, k) @ (k, m) product: np.matmul would loop over the
     batch, which is up to twice as slow for the small matrices of a character-level GPT."""
@@ -80,6 +85,7 @@ def _rows_times(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _reduced_axes_back(g: np.ndarray, axis: int | tuple[int, ...] | None, keepdims: bool) -> np.ndarray:
     """Give a reduction's output gradient its size-1 axes back, so that it broadcasts against the input."""
     return g if keepdims or axis is None else np.expand_dims(g, axis)
+### END SOLUTION
 
 
 class Tensor:
@@ -151,6 +157,7 @@ class Tensor:
         require grad add theirs into `.grad`, an array of their own (optimizers may scale it in place), so calling
         backward twice adds twice.
         """
+        ### BEGIN SOLUTION
         if grad is None:
             if self.size != 1:
                 raise ValueError(f"backward() on a tensor of shape {self.shape} needs `grad` (dL/dself of that "
@@ -192,32 +199,41 @@ class Tensor:
                 parent_grad = unbroadcast(np.asarray(parent_grad), parent.shape).astype(parent.dtype, copy=False)
                 key = id(parent)  # a node used twice gets the sum of both gradients (never added in place)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+        ### END SOLUTION
 
     # ------------------------------------------------------------------ elementwise, with broadcasting
     # `other` may be a Tensor, a number or an array: `self._lift(other)` makes it a Tensor.
 
     def __add__(self, other: Tensor | float) -> Tensor:
         """self + other. d/da = d/db = 1: both inputs get the upstream gradient."""
+        ### BEGIN SOLUTION
         other = self._lift(other)
         return op(self.data + other.data, (self, other), lambda g: (g, g))
+        ### END SOLUTION
 
     def __sub__(self, other: Tensor | float) -> Tensor:
         """self - other. d/da = 1, d/db = -1."""
+        ### BEGIN SOLUTION
         other = self._lift(other)
         return op(self.data - other.data, (self, other), lambda g: (g, -g))
+        ### END SOLUTION
 
     def __mul__(self, other: Tensor | float) -> Tensor:
         """self * other. d/da = b, d/db = a."""
+        ### BEGIN SOLUTION
         other = self._lift(other)
         a, b = self.data, other.data
         return op(a * b, (self, other), lambda g: (g * b, g * a))
+        ### END SOLUTION
 
     def __truediv__(self, other: Tensor | float) -> Tensor:
         """self / other. d/da = 1/b, d/db = -a/b² = -out/b."""
+        ### BEGIN SOLUTION
         other = self._lift(other)
         b = other.data
         out = self.data / b
         return op(out, (self, other), lambda g: (g / b, -g * out / b))
+        ### END SOLUTION
 
     def __radd__(self, other: float) -> Tensor:
         return self._lift(other) + self
@@ -233,39 +249,53 @@ class Tensor:
 
     def __neg__(self) -> Tensor:
         """-self. d/da = -1."""
+        ### BEGIN SOLUTION
         return op(-self.data, (self,), lambda g: (-g,))
+        ### END SOLUTION
 
     def __pow__(self, exponent: float) -> Tensor:
         """self ** p for a Python number p (TypeError for a Tensor exponent). d/da = p · a^(p-1)."""
+        ### BEGIN SOLUTION
         if isinstance(exponent, Tensor):
             raise TypeError("Tensor ** Tensor is not supported: the exponent must be a Python number")
         a = self.data
         return op(a ** exponent, (self,), lambda g: (g * exponent * a ** (exponent - 1),))
+        ### END SOLUTION
 
     def exp(self) -> Tensor:
         """e^a. d/da = e^a, the output itself."""
+        ### BEGIN SOLUTION
         out = np.exp(self.data)
         return op(out, (self,), lambda g: (g * out,))
+        ### END SOLUTION
 
     def log(self) -> Tensor:
         """Natural log. d/da = 1/a."""
+        ### BEGIN SOLUTION
         a = self.data
         return op(np.log(a), (self,), lambda g: (g / a,))
+        ### END SOLUTION
 
     def tanh(self) -> Tensor:
         """tanh(a). d/da = 1 - tanh(a)²."""
+        ### BEGIN SOLUTION
         out = np.tanh(self.data)
         return op(out, (self,), lambda g: (g * (1 - out * out),))
+        ### END SOLUTION
 
     def relu(self) -> Tensor:
         """max(a, 0). d/da = 1 where a > 0, else 0 (also at a == 0)."""
+        ### BEGIN SOLUTION
         a = self.data
         return op(np.maximum(a, 0), (self,), lambda g: (g * (a > 0),))
+        ### END SOLUTION
 
     def sigmoid(self) -> Tensor:
         """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2, which never overflows. d/da = s(1 - s)."""
+        ### BEGIN SOLUTION
         out = 0.5 + 0.5 * np.tanh(0.5 * self.data)
         return op(out, (self,), lambda g: (g * out * (1 - out),))
+        ### END SOLUTION
 
     # ------------------------------------------------------------------ matrix product
 
@@ -275,6 +305,7 @@ class Tensor:
         Batch dims broadcast ((B, T, C) @ (C, D) is the usual linear layer). With G = dL/dout:
         dL/dA = G @ Bᵀ and dL/dB = Aᵀ @ G (ᵀ swaps the last two axes); the engine sums broadcast batch dims.
         """
+        ### BEGIN SOLUTION
         other = self._lift(other)
         a, b = self.data, other.data
         if a.ndim < 2 or b.ndim < 2:
@@ -292,20 +323,24 @@ class Tensor:
             return g @ b.swapaxes(-1, -2), a.swapaxes(-1, -2) @ g
 
         return op(a @ b, (self, other), backward)
+        ### END SOLUTION
 
     # ------------------------------------------------------------------ reductions
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         """Sum over `axis` (None: all). Each input element moved the sum by 1: the gradient is G broadcast back."""
+        ### BEGIN SOLUTION
         shape = self.shape
 
         def backward(g: np.ndarray) -> tuple[np.ndarray]:
             return (np.broadcast_to(_reduced_axes_back(g, axis, keepdims), shape),)  # a view: no copy
 
         return op(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward)
+        ### END SOLUTION
 
     def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         """Mean over `axis` (None: all) = sum / n, with n the number of elements averaged: gradient G/n broadcast."""
+        ### BEGIN SOLUTION
         shape = self.shape
         out = self.data.mean(axis=axis, keepdims=keepdims)
         count = self.size // max(np.size(out), 1)  # elements per mean
@@ -314,10 +349,12 @@ class Tensor:
             return (np.broadcast_to(_reduced_axes_back(g, axis, keepdims) / count, shape),)
 
         return op(out, (self,), backward)
+        ### END SOLUTION
 
     def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         """Largest element over `axis` (None: all). The gradient goes to the arg-max; TIES SPLIT IT EVENLY
         (max of [1, 3, 3] sends 0, G/2, G/2), so the gradient is the same whichever tie NumPy would pick."""
+        ### BEGIN SOLUTION
         a = self.data
         out = a.max(axis=axis, keepdims=keepdims)
 
@@ -327,29 +364,35 @@ class Tensor:
             return (_reduced_axes_back(g, axis, keepdims) * share,)
 
         return op(out, (self,), backward)
+        ### END SOLUTION
 
     # ------------------------------------------------------------------ shapes and indexing
 
     def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
         """Same elements, new shape: x.reshape(2, -1) or x.reshape((2, -1)). The gradient is reshaped back."""
+        ### BEGIN SOLUTION
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         original = self.shape
         return op(self.data.reshape(shape), (self,), lambda g: (g.reshape(original),))
+        ### END SOLUTION
 
     def transpose(self, *axes: int | tuple[int, ...]) -> Tensor:
         """Permute axes like np.transpose: output axis i is input axis axes[i]; no axes reverses them all.
         The gradient goes through the inverse permutation."""
+        ### BEGIN SOLUTION
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         axes = tuple(axis % self.ndim for axis in axes) or tuple(reversed(range(self.ndim)))
         inverse = tuple(int(i) for i in np.argsort(axes))  # output axis of each input axis
         return op(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
+        ### END SOLUTION
 
     def __getitem__(self, index: Any) -> Tensor:
         """self[index] with ints, slices, integer arrays or a tuple of them, as in NumPy. The gradient is scattered with
         np.add.at, so an element read twice gets both gradients: `weight[ids]` with ids (B, T) is an embedding
         lookup (V, C) -> (B, T, C) whose rows used twice accumulate."""
+        ### BEGIN SOLUTION
         a = self.data
 
         def backward(g: np.ndarray) -> tuple[np.ndarray]:
@@ -358,6 +401,7 @@ class Tensor:
             return (grad,)
 
         return op(a[index], (self,), backward)
+        ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- fused functions
@@ -370,10 +414,12 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     Backward, the Jacobian diag(s) - s sᵀ applied to G: dL/dx = s * (G - sum(G * s)), sum along `axis`.
     x: (..., n) -> (..., n); every slice along `axis` sums to 1.
     """
+    ### BEGIN SOLUTION
     s = x.data - x.data.max(axis=axis, keepdims=True)  # a fresh array, largest entry 0
     np.exp(s, out=s)
     s /= s.sum(axis=axis, keepdims=True)
     return op(s, (x,), lambda g: (s * (g - (g * s).sum(axis=axis, keepdims=True)),))
+    ### END SOLUTION
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -382,9 +428,11 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     out_i = (x_i - m) - log sum_j exp(x_j - m), m = max_j x_j.
     Backward: dL/dx = G - softmax(x) * sum(G), with softmax(x) = exp(out) and the sum along `axis`.
     """
+    ### BEGIN SOLUTION
     out = x.data - x.data.max(axis=axis, keepdims=True)  # a fresh array, largest entry 0
     out -= np.log(np.exp(out).sum(axis=axis, keepdims=True))
     return op(out, (x,), lambda g: (g - np.exp(out) * g.sum(axis=axis, keepdims=True),))
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- checking gradients
@@ -416,6 +464,7 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[np.ndarray], eps: floa
     constant). Analytic: backward. Numeric: (L(x + eps) - L(x - eps)) / (2 eps), one element at a time.
     ok when |analytic - numeric| <= atol + rtol * |numeric| everywhere; the worst element is the largest |difference|.
     """
+    ### BEGIN SOLUTION
     tensors = [Tensor(np.array(x, dtype=np.float64), requires_grad=True, dtype=np.float64) for x in inputs]
     out = fn(*tensors)
     weights = np.random.default_rng(seed).standard_normal(out.shape)
@@ -446,3 +495,4 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[np.ndarray], eps: floa
             worst = (float(error[index]), i, tuple(int(k) for k in index), float(analytic[index]),
                      float(numeric[index]))
     return GradcheckResult(ok, max(worst[0], 0.0), *worst[1:])
+    ### END SOLUTION

@@ -61,6 +61,7 @@ def clean_play(markdown: str) -> str:
     The result: the speeches in order, each "NAME:" and its lines joined by "\\n", speeches joined by "\\n\\n", and a
     final "\\n"; a speech with no lines is dropped; no speech at all gives "".
     """
+    ### BEGIN SOLUTION
     speeches: list[list[str]] = []
     speech: list[str] | None = None  # the current speech: ["NAME:", line, line, ...]
     in_direction = False
@@ -88,6 +89,7 @@ def clean_play(markdown: str) -> str:
             speech.append(line)
     kept = ["\n".join(speech) for speech in speeches if len(speech) > 1]
     return "\n\n".join(kept) + "\n" if kept else ""
+    ### END SOLUTION
 
 
 def cache_dir() -> Path:
@@ -123,16 +125,19 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     """(train, val) = (text[:n], text[n:]) with n = int(len(text) * (1 - val_fraction)): the first 90% trains, the
     last 10% validates. Two contiguous pieces, not a shuffle: neighbouring lines are near-copies of each other, and
     a shuffled split would put the same passage on both sides. ValueError unless 0 < val_fraction < 1."""
+    ### BEGIN SOLUTION
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     n = int(len(text) * (1.0 - val_fraction))
     return text[:n], text[n:]
+    ### END SOLUTION
 
 
 def write_tokens(path: str | os.PathLike, ids) -> np.memmap:
     """Write the token ids to `path` as a raw uint16 file (no header) through np.memmap, and return it opened read-only
     (read_tokens). ValueError naming the id when an id is < 0 or > 65535 (uint16 would wrap it silently); ValueError
     for an empty stream (a memmap cannot be empty)."""
+    ### BEGIN SOLUTION
     ids = np.asarray(ids)
     if ids.size == 0:
         raise ValueError(f"write_tokens: no tokens to write to {os.fspath(path)!r}")
@@ -144,14 +149,17 @@ def write_tokens(path: str | os.PathLike, ids) -> np.memmap:
     stream.flush()
     del stream  # close the writable map before reopening read-only
     return read_tokens(path)
+    ### END SOLUTION
 
 
 def read_tokens(path: str | os.PathLike) -> np.memmap:
     """The uint16 token stream at `path` as a read-only np.memmap (N,): nothing is read until it is indexed, so a
     corpus larger than memory trains as well as a small one. FileNotFoundError naming the path when it is missing."""
+    ### BEGIN SOLUTION
     if not os.path.isfile(path):
         raise FileNotFoundError(f"read_tokens: no token file at {os.fspath(path)!r}")
     return np.memmap(path, dtype=np.uint16, mode="r")
+    ### END SOLUTION
 
 
 def prepare_tokens(text: str, out_dir: str | os.PathLike, *, tokenizer: str = "chars", bpe_vocab_size: int = 512,
@@ -166,6 +174,7 @@ def prepare_tokens(text: str, out_dir: str | os.PathLike, *, tokenizer: str = "c
 
     Returns {"vocab_size": V, "train_tokens": len(train.bin), "val_tokens": len(val.bin)}.
     """
+    ### BEGIN SOLUTION
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_text, val_text = split_text(text, val_fraction)
@@ -187,6 +196,7 @@ def prepare_tokens(text: str, out_dir: str | os.PathLike, *, tokenizer: str = "c
     train_tokens = write_tokens(out / "train.bin", train_ids)
     val_tokens = write_tokens(out / "val.bin", val_ids)
     return {"vocab_size": int(vocab_size), "train_tokens": len(train_tokens), "val_tokens": len(val_tokens)}
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- configuration
@@ -247,6 +257,7 @@ class TrainConfig:
         min_lr > max_lr; a beta outside [0, 1); weight_decay < 0; clip <= 0; dropout outside [0, 1);
         val_fraction outside (0, 1); text_chars not None and < 1.
         """
+        ### BEGIN SOLUTION
         problems = []
         choices = {"tokenizer": ("chars", "bpe"), "norm": ("rms", "layer"), "feed_forward": ("swiglu", "gelu"),
                    "position": ("rotary", "learned")}
@@ -277,6 +288,7 @@ class TrainConfig:
         if problems:
             raise ValueError("TrainConfig: " + "; ".join(problems))
         return self
+        ### END SOLUTION
 
 
 PRESETS = {
@@ -295,8 +307,10 @@ PRESETS = {
 def learning_rate(config: TrainConfig, step: int) -> float:
     """The learning rate of step `step` (0-indexed): optim.cosine_schedule(step, max_lr=config.max_lr,
     min_lr=config.min_lr, warmup_steps=config.warmup_steps, total_steps=config.steps)."""
+    ### BEGIN SOLUTION
     return cosine_schedule(step, max_lr=config.max_lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps,
                            total_steps=config.steps)
+    ### END SOLUTION
 
 
 def train_step(model: GPT, optimizer: AdamW, batches: list[tuple[np.ndarray, np.ndarray]], *, lr: float,
@@ -314,6 +328,7 @@ def train_step(model: GPT, optimizer: AdamW, batches: list[tuple[np.ndarray, np.
 
     Returns {"loss": mean of the k micro-batch losses (a float), "grad_norm": the norm before clipping, "lr": lr}.
     """
+    ### BEGIN SOLUTION
     optimizer.lr = lr
     optimizer.zero_grad()
     losses = []
@@ -327,14 +342,17 @@ def train_step(model: GPT, optimizer: AdamW, batches: list[tuple[np.ndarray, np.
                                  f"(losses {losses}); lower the learning rate or check the model")
     optimizer.step()
     return {"loss": float(np.mean(losses)), "grad_norm": float(grad_norm), "lr": float(lr)}
+    ### END SOLUTION
 
 
 def evaluate(model: GPT, tokens: np.ndarray, config: TrainConfig) -> float:
     """The model's mean loss on `tokens` (the validation stream): nn.estimate_loss(model, tokens, config.batch_size,
     config.context, batches=config.eval_batches, seed=config.seed). The same batches every time, so two evaluations
     differ only because the model did."""
+    ### BEGIN SOLUTION
     return estimate_loss(model, tokens, config.batch_size, config.context, batches=config.eval_batches,
                          seed=config.seed)
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -351,6 +369,7 @@ def save_checkpoint(path: str | os.PathLike, model: GPT, optimizer: AdamW, step:
     (strings as 0-d str arrays, np.array(json.dumps(...))). Written to path + ".tmp" and then os.replace'd onto path,
     so a crash never leaves half a checkpoint; if writing or renaming fails, the .tmp is removed and the error raised.
     """
+    ### BEGIN SOLUTION
     arrays = {f"model.{name}": array for name, array in model.state_dict().items()}
     arrays.update({f"optimizer.{key}": array for key, array in optimizer.state_dict().items()})
     arrays.update({f"rng.{name}": np.array(json.dumps(rng.bit_generator.state)) for name, rng in rngs.items()})
@@ -366,6 +385,7 @@ def save_checkpoint(path: str | os.PathLike, model: GPT, optimizer: AdamW, step:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+    ### END SOLUTION
 
 
 def load_checkpoint(path: str | os.PathLike, model: GPT, optimizer: AdamW, rngs: dict[str, np.random.Generator],
@@ -378,6 +398,7 @@ def load_checkpoint(path: str | os.PathLike, model: GPT, optimizer: AdamW, rngs:
     anything holding the generator, a Dropout say, draws on from the restored state). FileNotFoundError naming the
     path when it is missing.
     """
+    ### BEGIN SOLUTION
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {os.fspath(path)!r}")
     with np.load(path, allow_pickle=False) as file:
@@ -392,6 +413,7 @@ def load_checkpoint(path: str | os.PathLike, model: GPT, optimizer: AdamW, rngs:
         for name, rng in rngs.items():
             rng.bit_generator.state = json.loads(str(file[f"rng.{name}"]))
         return int(file["step"])
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- given: logging and progress
@@ -460,6 +482,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     "lrs" (their learning rates), "val_losses" ([[step, val_loss], ...]), "final_val_loss", "tokens_per_second"
     (averaged over this call's steps), "elapsed" (seconds), "parameters" (model.num_parameters())}.
     """
+    ### BEGIN SOLUTION
     config.validate()
     out = Path(out_dir)
     checkpoint = out / "checkpoint.npz"
@@ -526,6 +549,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             "final_val_loss": val_losses[-1][1] if val_losses else None,
             "tokens_per_second": tokens_per_step * len(losses) / step_seconds if losses else 0.0,
             "elapsed": time.perf_counter() - began, "parameters": model.num_parameters()}
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------- given: the command
