@@ -6,7 +6,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from .runner import Progress, Run, StageResult, TestResult
+from .suites.runner import Progress, Run, StageResult, TestResult
 
 BAR_WIDTH = 20
 

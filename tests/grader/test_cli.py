@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from grader import manifest, runner
+from grader import manifest
+from grader.suites import runner
 from grader.manifest import ROOT, ManifestError, _parse
 
 FIRST = manifest.stages()[0]
@@ -147,7 +148,7 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_docs_index_is_generated_from_the_manifest_and_up_to_date():
-    from grader import docs
+    from grader.instructor import docs
     index = (ROOT / "docs" / "README.md").read_text()
     assert index == docs.render_index(), "docs/README.md is stale: run `python -m grader docs`"
     readme = (ROOT / "README.md").read_text()

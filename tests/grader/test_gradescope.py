@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import gradescope, manifest
+from grader import manifest
+from grader.instructor import gradescope
 from grader.manifest import ROOT
 
 STAGE = manifest.stages()[0]
@@ -68,7 +69,7 @@ def test_the_zip_has_both_scripts_at_its_root_and_the_trusted_kit(autograder_zip
         config = json.loads(archive.read(gradescope.CONFIG))
     for script in ("setup.sh", "run_autograder"):
         assert script in names and modes[script] & stat.S_IXUSR, f"{script} must be at the root and executable"
-    for needed in ("grader/gradescope.py", "grader/stages.toml", "tests/conftest.py", "requirements.txt",
+    for needed in ("grader/instructor/gradescope.py", "grader/stages.toml", "tests/conftest.py", "requirements.txt",
                    "pyproject.toml", f"solutions/{STAGE.module}.py", f"exercises/{STAGE.module}.py"):
         assert needed in names, needed
     assert any(n.startswith(f"tests/hidden/stage{STAGE.id}/") for n in names)

@@ -12,7 +12,9 @@ import textwrap
 
 import pytest
 
-from grader import grade, manifest, runner, sandbox
+from grader import manifest, sandbox
+from grader.instructor import grade
+from grader.suites import runner
 from grader.manifest import ROOT
 
 STAGE = manifest.stage("01")

@@ -1,4 +1,4 @@
-"""The stage notebooks (grader/notebooks.py): up to date, valid nbgrader source, solved by the reference, stubbed for
+"""The stage notebooks (grader/notebooks/): up to date, valid nbgrader source, solved by the reference, stubbed for
 students exactly like exercises/, gradable by nbgrader, and convertible back into modules that pass their suites.
 
 The notebooks of every stage are executed once, two kernels at a time, by a module-scoped fixture.
@@ -20,7 +20,9 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 pytest.importorskip("nbgrader")
 
-from grader import cli, grade, manifest, notebooks, runner  # noqa: E402
+from grader import cli, manifest, notebooks  # noqa: E402
+from grader.instructor import grade  # noqa: E402
+from grader.suites import runner  # noqa: E402
 from grader.manifest import ROOT  # noqa: E402
 
 STAGES = manifest.stages()

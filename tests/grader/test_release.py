@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from grader import manifest, release
+from grader import manifest
+from grader.instructor import release
 from grader.manifest import ROOT
 
 

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from grader import manifest
+from grader import source, manifest
 from grader.manifest import ROOT
 
 STAGE = manifest.stages()[0]
-REFERENCE = (ROOT / "solutions" / f"{STAGE.module}.py").read_text()
+REFERENCE = source.reference((ROOT / "solutions" / f"{STAGE.module}.py").read_text())  # shown without markers
 
 
 def grader(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:

@@ -10,7 +10,8 @@ import inspect
 
 import pytest
 
-from grader import manifest, runner
+from grader import manifest
+from grader.suites import runner
 from grader.manifest import ROOT
 
 STAGES = manifest.stages()

@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 
-from grader import manifest, watch
+from grader import manifest
+from grader.learner import watch
 from grader.manifest import ROOT
 
 FIRST, SECOND = manifest.stages()[:2]

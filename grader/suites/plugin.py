@@ -1,6 +1,6 @@
 """A pytest plugin that records each stage test's outcome through pytest's hooks (never by parsing its output).
 
-Loaded by the grader's runner as `-p grader.plugin --grader-report PATH`. It writes JSON lines to PATH as the run
+Loaded by the grader's runner as `-p grader.suites.plugin --grader-report PATH`. It writes JSON lines to PATH as the run
 goes: first {"collected": N}, then one record per test as it finishes, so a run that dies half-way still leaves what
 it finished, and the runner can show progress while it waits.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from . import manifest
-from .harness import Mismatch, Unimplemented
-from .sandbox import SubmissionCrashed, SubmissionError
+from .. import manifest
+from ..harness import Mismatch, Unimplemented
+from ..sandbox import SubmissionCrashed, SubmissionError
 
 MESSAGE_LIMIT = 4000
 

@@ -1,17 +1,14 @@
 """Run a submission's code only in a child process that can neither see the reference nor forge a grade.
 
-The child (grader/worker.py) runs in a scratch directory holding a copy of the submission's package and the probes'
+The child (grader/sandbox/worker.py) runs in a scratch directory holding a copy of the submission's package and the probes'
 modules, with limits on CPU time, address space, file size and processes, in a session of its own (so a fork bomb dies
 with it). When the grader runs as root on Linux it also gets a private mount namespace in which the repository (the
 reference solutions, the tests, the grader) is covered by an empty tmpfs, a network namespace with no interfaces, and
-the unprivileged user `nobody`. It only ever answers with plain data (grader/wire.py); the trusted process judges.
+the unprivileged user `nobody`. It only ever answers with plain data (grader/sandbox/wire.py); the trusted process judges.
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import pwd
-import resource
 import select
 import shutil
 import signal
@@ -20,20 +17,19 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..harness import ProbeError, Unimplemented, plain
+from ..manifest import ROOT
 from . import wire
-from .harness import ProbeError, Unimplemented, plain
-from .manifest import ROOT
 
-TRUSTED_FILES = ("__init__.py", "harness.py", "manifest.py", "targets.py", "wire.py", "worker.py")
+TRUSTED_FILES = ("__init__.py", "manifest.py", "harness/__init__.py", "harness/probe.py", "harness/judge.py",
+                 "suites/__init__.py", "suites/targets.py", "sandbox/__init__.py", "sandbox/wire.py",
+                 "sandbox/worker.py")  # what a worker imports, under grader/
 PASSED_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
                       "OPENBLAS_L2_SIZE", "LANG", "LC_ALL")
 STARTUP_SECONDS = 120  # Python and NumPy starting on a loaded machine
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 
 
 @dataclass(frozen=True)
@@ -67,72 +63,6 @@ def answer_of(answer: dict, module_file: str) -> Any:
     raise SubmissionError(f"{answer.get('type', 'Error')}: {message}" + (f"\n{trace}" if trace else ""))
 
 
-def _hide_plan(scratch: str | None = None) -> list[tuple[str, list[str]]]:
-    """Directories to cover with an empty tmpfs, each with the paths inside it that must stay reachable.
-
-    Covered: the repository (reference, tests, grader), the temporary directory (other sandboxes: other students'
-    code), and any directory `nobody` may not traverse on the way to the interpreter and its packages (e.g. /root,
-    when Python lives in /root/.pyenv). Kept: the interpreter, its packages, and this sandbox's scratch directory.
-    """
-    import numpy
-    needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(numpy.__file__)),
-                                            os.path.dirname(os.path.dirname(os.__file__)))}
-    if scratch:
-        needed.add(os.path.realpath(scratch))
-    hide = {str(ROOT), os.path.realpath(tempfile.gettempdir())}
-    for path in needed:
-        parts = Path(path).parts
-        for i in range(2, len(parts) + 1):
-            ancestor = str(Path(*parts[:i]))
-            if os.path.isdir(ancestor) and not os.stat(ancestor).st_mode & 0o001:
-                hide.add(ancestor)
-                break
-    outermost = sorted(h for h in hide if not any(h != o and h.startswith(o + os.sep) for o in hide))
-    plan = []
-    for covered in outermost:
-        keeps = sorted(n for n in needed if n.startswith(covered + os.sep))
-        keeps = [k for k in keeps if not any(k != o and k.startswith(o + os.sep) for o in keeps)]
-        plan.append((covered, keeps))
-    return plan
-
-
-def _become_nobody() -> None:
-    nobody = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setgid(nobody.pw_gid)
-    os.setuid(nobody.pw_uid)
-
-
-def _isolate(plan: list[tuple[str, list[str]]]) -> None:
-    """In the child, before exec: private mounts, no network, the repository covered, then become `nobody`."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def check(result: int, what: str) -> None:
-        if result != 0:
-            raise OSError(ctypes.get_errno(), f"{what} failed")
-
-    check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
-    check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
-    for covered, keeps in plan:
-        handles = [os.open(k, os.O_PATH) for k in keeps]
-        check(libc.mount(b"tmpfs", covered.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755"), f"covering {covered}")
-        for keep, handle in zip(keeps, handles):
-            os.makedirs(keep, exist_ok=True)
-            check(libc.mount(f"/proc/self/fd/{handle}".encode(), keep.encode(), None, MS_BIND | MS_REC, None),
-                  f"exposing {keep}")
-            os.close(handle)
-    _become_nobody()
-
-
-def _apply_limits(limits: Limits) -> None:
-    megabyte = 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * megabyte,) * 2)
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * megabyte,) * 2)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
-
-
 LEVELS = {
     "full": "private mounts hiding the repository and other sandboxes, no network, user nobody, resource limits",
     "unprivileged": "user nobody (no namespaces here: keep the reference unreadable to others), resource limits",
@@ -140,24 +70,18 @@ LEVELS = {
 }
 
 
-def _works(prepare) -> bool:
-    try:
-        done = subprocess.run([sys.executable, "-I", "-c", "import numpy"], preexec_fn=prepare,
-                              capture_output=True, timeout=60, cwd="/")
-    except (subprocess.SubprocessError, OSError):
-        return False
-    return done.returncode == 0
 
-
-@lru_cache(maxsize=1)
 def isolation_level() -> str:
-    """The strongest isolation this machine allows, found once by trying it: see LEVELS."""
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+    """The strongest isolation this machine allows (see LEVELS); 'partial' wherever namespaces and users do not exist."""
+    if not sys.platform.startswith("linux"):
         return "partial"
-    plan = _hide_plan()
-    if _works(lambda: _isolate(plan)):
-        return "full"
-    return "unprivileged" if _works(_become_nobody) else "partial"
+    from . import isolation
+    return isolation.strongest_level()
+
+
+def isolation_plan(scratch: str) -> list:
+    from . import isolation
+    return isolation.hide_plan(scratch)
 
 
 class Sandbox:
@@ -172,7 +96,7 @@ class Sandbox:
         self._responses = -1
         self._next_id = 0
         self.log = self.scratch / "output.log"
-        self._plan = _hide_plan(str(self.scratch)) if self.level == "full" else []
+        self._plan = isolation_plan(str(self.scratch)) if self.level == "full" else []
 
     @property
     def isolation(self) -> str:
@@ -186,8 +110,8 @@ class Sandbox:
         for source in package_dir.glob("*.py"):
             shutil.copy(source, package / source.name)
         trusted = self.scratch / "trusted"
-        (trusted / "grader").mkdir(parents=True)
         for name in TRUSTED_FILES:
+            (trusted / "grader" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / "grader" / name, trusted / "grader" / name)
         for source in (ROOT / "tests").rglob("*.py"):  # the probes and any helpers the suites share
             relative = source.relative_to(ROOT)
@@ -208,19 +132,14 @@ class Sandbox:
         read_end, write_end = os.pipe()
         plan, limits, level = self._plan, self.limits, self.level
 
-        def prepare() -> None:  # runs in the child between fork and exec
-            _apply_limits(limits)
-            if level == "full":
-                _isolate(plan)
-            elif level == "unprivileged":
-                _become_nobody()
+        prepare = self._prepare_child(plan, limits, level) if os.name == "posix" else None  # Windows: plain child
 
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch / "work"), "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0"}
         env.update({k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ})
         with open(self.log, "ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", str(self.scratch / "trusted" / "grader" / "worker.py"),
+                [sys.executable, "-I", str(self.scratch / "trusted" / "grader" / "sandbox" / "worker.py"),
                  str(self.scratch / "package"), str(write_end)],
                 stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_end,), cwd=self.scratch / "work",
                 env=env, preexec_fn=prepare, start_new_session=True)
@@ -233,6 +152,19 @@ class Sandbox:
         if ready != {"ready": True}:
             self._stop()
             raise SubmissionCrashed(f"the grading worker did not start: {self._output_tail() or 'no output'}")
+
+    @staticmethod
+    def _prepare_child(plan: list, limits: Limits, level: str):
+        """What the child runs between fork and exec: limits, then the isolation of its level."""
+        from . import isolation
+
+        def prepare() -> None:
+            isolation.apply_limits(limits)
+            if level == "full":
+                isolation.isolate(plan)
+            elif level == "unprivileged":
+                isolation.become_nobody()
+        return prepare
 
     def _read(self, size: int, deadline: float) -> bytes:
         chunks, remaining = [], size

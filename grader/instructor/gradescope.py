@@ -1,4 +1,4 @@
-"""Gradescope: `python -m grader gradescope OUT.zip` builds the autograder; `python -m grader.gradescope run` grades.
+"""Gradescope: `python -m grader gradescope OUT.zip` builds the autograder; `python -m grader.instructor.gradescope run` grades.
 
 The zip holds setup.sh and run_autograder at its root beside the trusted kit (grader/, tests/ with the hidden suites,
 solutions/, exercises/, requirements.txt, pyproject.toml) and gradescope.json, which fixes the stages and the
@@ -22,8 +22,9 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from . import grade, manifest, sandbox
-from .manifest import ROOT
+from .. import manifest, sandbox
+from ..manifest import ROOT
+from . import grade
 
 CONFIG = "gradescope.json"
 VISIBILITIES = ("after_due_date", "hidden", "visible", "after_published")
@@ -48,7 +49,7 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this once per submission. The grade is results.json, never this script's exit code.
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 mkdir -p "$ROOT/results"
-cd "$ROOT/source" && PYTHONPATH="$ROOT/source" python3 -m grader.gradescope run --root "$ROOT"
+cd "$ROOT/source" && PYTHONPATH="$ROOT/source" python3 -m grader.instructor.gradescope run --root "$ROOT"
 # The Python side always writes results.json; this covers a Python that cannot start at all.
 if [ ! -s "$ROOT/results/results.json" ]; then
     echo '{"score": 0, "output": "The autograder could not start (see its log); this is not a verdict on your code. Please tell your instructor.", "tests": []}' > "$ROOT/results/results.json"
@@ -206,8 +207,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The entry run_autograder calls: `python -m grader.gradescope run [--root DIR]`."""
-    parser = argparse.ArgumentParser(prog="python -m grader.gradescope")
+    """The entry run_autograder calls: `python -m grader.instructor.gradescope run [--root DIR]`."""
+    parser = argparse.ArgumentParser(prog="python -m grader.instructor.gradescope")
     parser.add_argument("action", choices=["run"])
     parser.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"),
                         help="Gradescope's /autograder (default: $AUTOGRADER_ROOT, else /autograder)")

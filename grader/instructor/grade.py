@@ -4,11 +4,12 @@ For each submission (a folder or a .zip holding a copy of exercises/, or the sta
   isolated    the stage's own module with every prerequisite swapped for the reference, so a bug in stage 03 does
               not zero stage 06 (the score that counts);
   cumulative  the submission's own code throughout (what the learner's package really does).
-Submission code runs only in sandboxed workers (grader/sandbox.py); this process judges. Results are written
+Submission code runs only in sandboxed workers (grader/sandbox/); this process judges. Results are written
 atomically per submission, so a run killed half-way and started again loses and duplicates nothing.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import csv
 import hashlib
@@ -16,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -23,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import manifest, runner
-from .manifest import ROOT, Stage
+from .. import manifest
+from ..manifest import ROOT, Stage
+from .. import report
+from ..suites import runner
 
 FORBIDDEN_MODULES = ("torch", "jax", "jaxlib", "tensorflow", "solutions", "grader")
 MAX_ZIP_BYTES = 64 * 2**20
@@ -82,8 +86,8 @@ def _unpack(path: Path, into: Path) -> Path:
         if any((folder / f"{m}.py").exists() for m in modules):
             return folder
     notebooks = sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    if notebooks:  # the stage notebooks: their module-code cells become the modules (grader/notebooks.py)
-        from .notebooks import NotebookError, modules_from_notebooks
+    if notebooks:  # the stage notebooks: their module-code cells become the modules (grader/notebooks/)
+        from ..notebooks import NotebookError, modules_from_notebooks
         try:
             return modules_from_notebooks(notebooks, into.with_name(into.name + "-notebooks"))[0].parent
         except NotebookError as error:
@@ -263,3 +267,36 @@ def grade(paths: list[Path], options: Options, on_progress=None) -> dict:
     }
     _write_atomically(options.out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade submissions into --out: gradebook.csv, feedback/<name>.md, results/<name>.json, summary.json."""
+    options = Options(out=Path(args.out), hidden=args.hidden, jobs=args.jobs, timeout=args.probe_timeout,
+                            memory_mb=args.memory, force=args.force)
+    paths = [Path(p) for p in args.submissions]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"error: no such submission: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    with report.progress("grading submissions") as on_progress:
+        summary = grade(paths, options, on_progress)
+    for entry in summary["submissions"]:
+        note = f"  ({entry['problem']})" if entry["problem"] else ""
+        print(f"{entry['submission']}: {entry['points']:g} / {entry['max_points']:g}{note}")
+    if summary["skipped"]:
+        print(f"already graded, skipped (use --force to grade again): {', '.join(summary['skipped'])}")
+    print(f"wrote {options.out / 'gradebook.csv'}, {options.out / 'summary.json'}, feedback/ and results/")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("grade", help="instructors: grade submissions in sandboxed workers")
+    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="folders or .zip files")
+    parser.add_argument("--out", required=True, help="folder for gradebook.csv, feedback/, results/, summary.json")
+    parser.add_argument("--hidden", action="store_true", help="include the hidden suites")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("--timeout", dest="probe_timeout", type=float, default=60.0,
+                        help="seconds one probe call may take (default 60)")
+    parser.add_argument("--memory", type=int, default=4096, help="MB of address space for submission code")
+    parser.add_argument("--force", action="store_true", help="grade again submissions already graded")
+    parser.set_defaults(func=cmd_grade)

@@ -1,6 +1,6 @@
 """The sandboxed side of grading: run probes against a submission and answer with plain data.
 
-Started by grader.sandbox as `python -I worker.py PACKAGE_DIR RESPONSE_FD` inside a scratch directory that holds only
+Started by grader.sandbox as `python -I grader/sandbox/worker.py PACKAGE_DIR RESPONSE_FD` inside a scratch directory that holds only
 the submission's package, the probes' modules and this file's few siblings. Requests arrive on stdin, answers leave on
 RESPONSE_FD; the submission's own prints go to stdout/stderr, which the grader keeps only as feedback. The worker
 never judges anything: it has nothing to judge with.
@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-FORBIDDEN = ("torch", "jax", "jaxlib", "tensorflow", "solutions", "grader.runner", "grader.grade")
+FORBIDDEN = ("torch", "jax", "jaxlib", "tensorflow", "solutions", "grader.suites.runner", "grader.instructor")
 
 
 class _Refuse(importlib.abc.MetaPathFinder):
@@ -27,10 +27,11 @@ class _Refuse(importlib.abc.MetaPathFinder):
 
 def main() -> None:
     package_dir, response_fd = sys.argv[1], int(sys.argv[2])
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the scratch root holding grader/ and tests/
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds grader/ and tests/
     sys.path.insert(0, here)
     sys.meta_path.insert(0, _Refuse())
-    from grader import targets, wire
+    from grader.sandbox import wire
+    from grader.suites import targets
     from grader.harness import ProbeError, plain, raised_in
 
     responses = os.fdopen(response_fd, "wb", buffering=0)

@@ -7,14 +7,17 @@ outputs. `leaks(OUT_DIR)` proves that no solution body and no hidden case made i
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import gzip
 import re
 import shutil
+import sys
 from pathlib import Path
 
-from . import expected, manifest
-from .manifest import ROOT
+from .. import manifest
+from ..manifest import ROOT
+from ..suites import expected
 
 SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "exercises", "docs", "grader",
            "tests/__init__.py", "tests/conftest.py", "tests/expected", "tests/grader/__init__.py",
@@ -115,3 +118,20 @@ def leaks(out: Path) -> list[str]:
             if whole_word.search(text):
                 found.append(f"{path.relative_to(out)} names the hidden {name}")
     return found
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Build the student kit: no solutions, no hidden tests; visible tests judged by stored outputs."""
+    out = build(Path(args.out))
+    found = leaks(out)
+    if found:
+        print("error: the release leaks the reference:\n  " + "\n  ".join(found), file=sys.stderr)
+        return 1
+    print(f"wrote the student release to {out} (checked: no solution body, no hidden test)")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("release", help="instructors: build the student kit into OUT_DIR")
+    parser.add_argument("out", metavar="OUT_DIR")
+    parser.set_defaults(func=cmd_release)

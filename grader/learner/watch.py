@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import manifest, report, runner, targets
-from .manifest import Stage
+from .. import manifest, report
+from ..manifest import Stage
+from ..suites import runner, targets
 
 QUIET_SECONDS = 0.3  # an editor may save in several writes: check once they have stopped
 

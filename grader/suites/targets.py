@@ -12,7 +12,7 @@ import sys
 import types
 from pathlib import Path
 
-from .manifest import ROOT
+from ..manifest import ROOT
 
 NAMED = {"exercises": ROOT / "exercises", "solutions": ROOT / "solutions"}
 

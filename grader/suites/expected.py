@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from . import wire
-from .manifest import ROOT
+from ..manifest import ROOT
+from ..sandbox import wire
 
 STORE = ROOT / "tests" / "expected"
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import manifest, targets
-from .manifest import ROOT, Stage
+from .. import manifest
+from ..manifest import ROOT, Stage
+from . import targets
 
 
 @dataclass
@@ -148,7 +149,7 @@ def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False
         return Run(target, list(results.values()))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         report, log = Path(tmp) / "report.jsonl", Path(tmp) / "pytest.log"
-        command = [sys.executable, "-m", "pytest", *dirs, f"--target={target}", "-p", "grader.plugin",
+        command = [sys.executable, "-m", "pytest", *dirs, f"--target={target}", "-p", "grader.suites.plugin",
                    f"--grader-report={report}", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *extra]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
         error = None

@@ -2,8 +2,10 @@
 table in README.md (between the STAGES markers)."""
 from __future__ import annotations
 
-from . import manifest
-from .manifest import ROOT
+import argparse
+
+from .. import manifest
+from ..manifest import ROOT
 
 INDEX = ROOT / "docs" / "README.md"
 README = ROOT / "README.md"
@@ -49,3 +51,14 @@ def write() -> list[str]:
     INDEX.write_text(render_index(), encoding="utf-8")
     README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
     return [str(INDEX.relative_to(ROOT)), str(README.relative_to(ROOT))]
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Regenerate docs/README.md (the index of stage pages) and README.md's stage table from the manifest."""
+    print(f"wrote {', '.join(write())}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser("docs", help="regenerate docs/README.md and README.md's stage table from the manifest"
+                        ).set_defaults(func=cmd_docs)

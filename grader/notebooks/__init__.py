@@ -29,10 +29,10 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import manifest
-from .release import copy_into
-from .source import reference
-from .manifest import ROOT, Stage
+from .. import manifest
+from ..instructor.release import copy_into
+from ..manifest import ROOT, Stage
+from ..source import reference
 
 NOTEBOOKS = ROOT / "notebooks"
 PREREQUISITES = "workbook"  # the package of earlier stages' modules a notebook imports from
@@ -460,7 +460,7 @@ _KERNEL: dict = {}
 
 def setup(stage_id: str, namespace: dict) -> None:
     """Make `namespace` (the notebook's globals) the stage's test target and the prerequisites importable."""
-    from . import targets
+    from ..suites import targets
 
     stage = manifest.stage(stage_id)
     _KERNEL.update(stage=stage, namespace=namespace, runs={})
@@ -509,7 +509,7 @@ class _Outcomes:
     def pytest_runtest_makereport(self, item, call):
         import pytest
 
-        from .plugin import _message
+        from ..suites.plugin import _message
 
         if call.excinfo is None:
             return
@@ -539,7 +539,7 @@ def _register_target(stage: Stage) -> None:
     the earlier stages it imported (tests reach those as siblings: `importlib.import_module(m.__package__ + ...)`)."""
     import importlib
 
-    from . import targets
+    from ..suites import targets
 
     package = types.ModuleType(TARGET)
     package.__path__ = [str(targets.NAMED[TARGET])]
@@ -736,7 +736,7 @@ def build_course(out: Path, stages: list[Stage] | None = None) -> list[Path]:
     out/autograder/ (grader/, every suite with the hidden ones, solutions/) for the kernels nbgrader runs. Built again,
     it replaces those and leaves the gradebook, submitted/, autograded/ and feedback/ alone.
     """
-    from . import expected
+    from ..suites import expected
 
     stages = list(stages or manifest.stages())
     missing = [s.id for s in stages if not expected.path_for(s.id).exists()]

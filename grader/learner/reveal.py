@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import manifest, report, runner, source
-from .manifest import ROOT
+from .. import manifest, report, source
+from ..manifest import ROOT
+from ..suites import runner
 
 
 def reveal(stage_id: str, target: str, force: bool, timeout: float) -> int:

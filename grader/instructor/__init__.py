@@ -1,0 +1,1 @@
+"""The instructor's commands: grade (sandboxed), release, gradescope, expected, docs."""
