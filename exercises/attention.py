@@ -13,6 +13,8 @@ Conventions (the tests rely on them; docs/06-attention.md derives them):
   - RoPE rotates the pairs (x[..., i], x[..., i + Dh/2]) ("rotate half", as in GPT-NeoX and LLaMA), not neighbours.
   - ALiBi adds slope_h * (j - i) (i the absolute query position): 0 on the diagonal, negative into the past.
   - float32 inputs stay float32; the position tables are float64 constants, cast to the working dtype where used.
+  - decoding: MultiHeadAttention.forward(x, cache, layer) runs x's tokens after the cache.length cached ones, so a
+    sequence fed in pieces gives the outputs of one pass over the whole (stage 11 keeps the cache).
 """
 from __future__ import annotations
 
@@ -110,9 +112,19 @@ class MultiHeadAttention(Module):
         """
         raise NotImplementedError("stage 06 (attention): MultiHeadAttention.__init__")
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache=None, layer: int = 0) -> Tensor:
         """x: (B, T, width) -> (B, T, width). Project, split heads, (rotate,) attend, merge heads, project back.
 
         q = x Wq split into (B, heads, T, Dh); k, v = x Wk, x Wv split into (B, kv_heads, T, Dh); positions 0..T-1.
+
+        cache: None, or a key/value cache for decoding (stage 11's KVCache; anything with an int `length` and
+        `update(layer, k, v)`, which stores k, v (B, kv_heads, T, Dh) arrays at positions length .. length + T - 1 of
+        `layer` and returns that layer's keys and values so far, (B, kv_heads, length + T, Dh) arrays). The tokens of
+        x then follow the `length` cached ones: they sit at positions length .. length + T - 1 (RoPE with
+        offset=length), their k and v (rotated) go into the cache, and q attends to all length + T keys (query i sits
+        at length + i: the S - T convention of scaled_dot_product_attention). In the graph the cached keys are
+        op(keys, (k,), backward), whose gradient reaches k through the T new positions only: keys computed by earlier
+        calls are constants. Nothing moves `length`: the caller advances the cache once every layer has stored its
+        keys (GPT.forward does).
         """
         raise NotImplementedError("stage 06 (attention): MultiHeadAttention.forward")

@@ -186,6 +186,11 @@ class Block(Module):
         """
         raise NotImplementedError("stage 07 (transformer blocks): Block.__init__")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, T, width) -> (B, T, width); causal: the output at position t depends only on inputs 0..t."""
+    def forward(self, x: Tensor, cache=None, layer: int = 0) -> Tensor:
+        """(B, T, width) -> (B, T, width); causal: the output at position t depends only on inputs 0..t.
+
+        cache, layer: passed on to the attention, the one sublayer that mixes positions (decoding with a key/value
+        cache: MultiHeadAttention.forward). Norms and feed-forward work per position, pre-norm or post-norm alike, so
+        in eval mode a sequence fed in pieces through the cache gives the outputs of one pass over the whole.
+        """
         raise NotImplementedError("stage 07 (transformer blocks): Block.forward")

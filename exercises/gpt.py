@@ -14,6 +14,8 @@ Conventions (the tests and the later stages rely on them):
   - Tied embeddings: logits = x @ token_embedding.weightᵀ, one matmul against a transposed view; the embedding then
     receives the gradient of both of its uses, the lookup and the head.
   - The checkpoint is an .npz holding every parameter under its dotted name and the config, as JSON, under "config".
+  - Decoding: forward(ids, cache=cache) runs new tokens after those a key/value cache holds (stage 11's KVCache), with
+    the same modules and the same code as training; only the positions and the attention's keys change.
 """
 from __future__ import annotations
 
@@ -102,15 +104,24 @@ class GPT(Module):
         """
         raise NotImplementedError("stage 09 (the GPT): GPT.__init__")
 
-    def forward(self, ids: np.ndarray, targets: np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, ids: np.ndarray, targets: np.ndarray | None = None,
+                cache=None) -> tuple[Tensor, Tensor | None]:
         """ids: (B, T) integer token ids -> (logits (B, T, V), loss).
 
         logits[b, t] scores the token that follows ids[b, t], seeing only ids[b, :t + 1] (causal).
         loss: cross_entropy(logits, targets), the mean over all B · T positions (targets equal to -100 are skipped),
-        or None when targets is None. ValueError when ids is not 2-D or T > config.context (there are no positions
-        for it); positions are 0 .. T - 1.
+        or None when targets is None. Without a cache the positions are 0 .. T - 1.
         The tied head is ONE matmul against a view, x @ token_embedding.weight.transpose(1, 0): the same Tensor as the
         lookup's, so its gradient sums both uses (a copy of weight.data.T would cut the head's part off).
+
+        cache: None, or a key/value cache for decoding (stage 11's KVCache; anything with an int `length`,
+        `update(layer, k, v)` as MultiHeadAttention.forward uses it, and `advance(steps)`). ids are then the T tokens
+        that follow the cache.length tokens already in it: positions length .. length + T - 1 (learned positions look
+        up those rows; rotary ones rotate by them inside attention), block i passes layer index i to its attention,
+        and cache.advance(T) counts the new tokens once every block has stored them. The logits equal the last T of
+        one call on all length + T tokens.
+        ValueError, before anything changes, when ids is not 2-D or when length + T > config.context (there are no
+        positions for them).
         """
         raise NotImplementedError("stage 09 (the GPT): GPT.forward")
 
@@ -149,7 +160,8 @@ class GPT(Module):
         file's weights copied in (dtype float32, as saved).
 
         FileNotFoundError naming `path` when there is no such file. ValueError, before anything is copied, when the
-        file has no "config" entry, or when its weights do not fit the model its config describes: the message names
-        the missing and unexpected keys, or the key whose shape differs and both shapes.
+        file has no "config" entry, or when its weights do not fit the model its config describes: the checks are
+        Module.load_state_dict's (stage 04), whose KeyError or ValueError names the missing and unexpected keys, or
+        the key whose shape differs and both shapes; load raises it again as a ValueError that adds the path.
         """
         raise NotImplementedError("stage 09 (the GPT): GPT.load")

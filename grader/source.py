@@ -14,7 +14,8 @@ Everything a learner receives is derived from that file (nbgrader's convention, 
   regions(...)    where the marked regions are and which function each belongs to (notebooks, leak checks).
 A region sits inside one function body, after its docstring, with both markers at the body's indentation; or at
 the level of a module or class body, around code of the reference's own (a private helper or method) that the
-skeleton leaves out.
+skeleton leaves out. A module of solutions/ that no stage names (given_modules: the corpus, the run log) has no
+markers and is given whole: exercises/ gets it as it is, and any stage may import it.
 """
 from __future__ import annotations
 
@@ -132,14 +133,29 @@ def reference(source: str) -> str:
     return "\n".join(kept) + "\n"
 
 
+def given_modules() -> list[str]:
+    """The modules of solutions/ that no stage names (e.g. corpus, runlog): every learner receives them whole, in
+    exercises/ and in every kit, and any stage may import them (they carry no solution markers)."""
+    from .manifest import ROOT, stages
+    named = {stage.module for stage in stages()} | {"__init__"}
+    return sorted(path.stem for path in (ROOT / "solutions").glob("*.py") if path.stem not in named)
+
+
 def generated_skeletons() -> dict[str, str]:
-    """exercises/<module>.py's text for every stage, generated from solutions/<module>.py."""
+    """exercises/<module>.py's text for every stage, generated from solutions/<module>.py, and for every given module
+    (given_modules), copied as it is."""
     from .manifest import ROOT, stages
     texts = {}
     for stage in stages():
         path = ROOT / "solutions" / f"{stage.module}.py"
         texts[f"exercises/{stage.module}.py"] = skeleton(path.read_text(encoding="utf-8"), stage.id, stage.title,
                                                          f"solutions/{stage.module}.py")
+    for module in given_modules():
+        source = (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8")
+        if regions(source, f"solutions/{module}.py"):
+            raise SourceError(f"solutions/{module}.py belongs to no stage, so it is given whole: it cannot mark a "
+                              f"solution")
+        texts[f"exercises/{module}.py"] = source
     return texts
 
 

@@ -13,6 +13,8 @@ Conventions (the tests rely on them; docs/06-attention.md derives them):
   - RoPE rotates the pairs (x[..., i], x[..., i + Dh/2]) ("rotate half", as in GPT-NeoX and LLaMA), not neighbours.
   - ALiBi adds slope_h * (j - i) (i the absolute query position): 0 on the diagonal, negative into the past.
   - float32 inputs stay float32; the position tables are float64 constants, cast to the working dtype where used.
+  - decoding: MultiHeadAttention.forward(x, cache, layer) runs x's tokens after the cache.length cached ones, so a
+    sequence fed in pieces gives the outputs of one pass over the whole (stage 11 keeps the cache).
 """
 from __future__ import annotations
 
@@ -208,19 +210,34 @@ class MultiHeadAttention(Module):
             self.rope_cos, self.rope_sin = rope_cache(self.head_dim, max_positions)
         ### END SOLUTION
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache=None, layer: int = 0) -> Tensor:
         """x: (B, T, width) -> (B, T, width). Project, split heads, (rotate,) attend, merge heads, project back.
 
         q = x Wq split into (B, heads, T, Dh); k, v = x Wk, x Wv split into (B, kv_heads, T, Dh); positions 0..T-1.
+
+        cache: None, or a key/value cache for decoding (stage 11's KVCache; anything with an int `length` and
+        `update(layer, k, v)`, which stores k, v (B, kv_heads, T, Dh) arrays at positions length .. length + T - 1 of
+        `layer` and returns that layer's keys and values so far, (B, kv_heads, length + T, Dh) arrays). The tokens of
+        x then follow the `length` cached ones: they sit at positions length .. length + T - 1 (RoPE with
+        offset=length), their k and v (rotated) go into the cache, and q attends to all length + T keys (query i sits
+        at length + i: the S - T convention of scaled_dot_product_attention). In the graph the cached keys are
+        op(keys, (k,), backward), whose gradient reaches k through the T new positions only: keys computed by earlier
+        calls are constants. Nothing moves `length`: the caller advances the cache once every layer has stored its
+        keys (GPT.forward does).
         """
         ### BEGIN SOLUTION
         B, T, _ = x.shape
+        offset = 0 if cache is None else cache.length  # x's tokens sit at positions offset .. offset + T - 1
         q = self.query(x).reshape(B, T, self.heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
         k = self.key(x).reshape(B, T, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, Hkv, T, Dh)
         v = self.value(x).reshape(B, T, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, Hkv, T, Dh)
         if self.rotary:
-            q = apply_rope(q, self.rope_cos, self.rope_sin)
-            k = apply_rope(k, self.rope_cos, self.rope_sin)
+            q = apply_rope(q, self.rope_cos, self.rope_sin, offset)
+            k = apply_rope(k, self.rope_cos, self.rope_sin, offset)  # stored rotated: a key's angle never changes
+        if cache is not None:
+            keys, values = cache.update(layer, k.data, v.data)  # (B, Hkv, offset + T, Dh), in the cache's dtype
+            k = op(keys, (k,), lambda g: (g[:, :, offset:],))  # only the last T positions are this call's k
+            v = op(values, (v,), lambda g: (g[:, :, offset:],))
         y = scaled_dot_product_attention(q, k, v, causal=self.causal)  # (B, H, T, Dh)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, self.heads * self.head_dim)  # heads side by side again
         return self.output(y)

@@ -281,12 +281,17 @@ class Block(Module):
                 parameter.data[...] = rng.standard_normal(parameter.shape) * std  # in place: keeps the dtype
         ### END SOLUTION
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, T, width) -> (B, T, width); causal: the output at position t depends only on inputs 0..t."""
+    def forward(self, x: Tensor, cache=None, layer: int = 0) -> Tensor:
+        """(B, T, width) -> (B, T, width); causal: the output at position t depends only on inputs 0..t.
+
+        cache, layer: passed on to the attention, the one sublayer that mixes positions (decoding with a key/value
+        cache: MultiHeadAttention.forward). Norms and feed-forward work per position, pre-norm or post-norm alike, so
+        in eval mode a sequence fed in pieces through the cache gives the outputs of one pass over the whole.
+        """
         ### BEGIN SOLUTION
         if self.pre_norm:
-            x = x + self.dropout(self.attention(self.attention_norm(x)))  # (B, T, C)
+            x = x + self.dropout(self.attention(self.attention_norm(x), cache, layer))  # (B, T, C)
             return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))  # (B, T, C)
-        x = self.attention_norm(x + self.dropout(self.attention(x)))  # (B, T, C)
+        x = self.attention_norm(x + self.dropout(self.attention(x, cache, layer)))  # (B, T, C)
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))  # (B, T, C)
         ### END SOLUTION

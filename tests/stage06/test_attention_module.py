@@ -140,3 +140,84 @@ def test_module_is_causal(check, target):
     unmasked = target.run(probe_module_outputs, x=x, causal=False)
     assert_true(not np.allclose(free[:, 0], unmasked[:, 0]),
                 "with causal=False the first position must see the changed future (it did not)")
+
+
+# ---------------------------------------------------------------- decoding with a key/value cache
+
+
+class GrowingCache:
+    """A key/value cache with the interface MultiHeadAttention.forward documents (`length`, `update(layer, k, v)`;
+    `advance(steps)` for GPT.forward), grown by concatenation: test-side and obviously right, where stage 11's KVCache
+    is preallocated. Shared with the suites of stages 07 and 09."""
+
+    def __init__(self) -> None:
+        self.length, self.keys, self.values = 0, {}, {}
+
+    def update(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        past_keys = self.keys.get(layer, k[:, :, :0])[:, :, :self.length]  # (B, Hkv, length, Dh)
+        past_values = self.values.get(layer, v[:, :, :0])[:, :, :self.length]
+        self.keys[layer] = np.concatenate([past_keys, k], axis=2)  # (B, Hkv, length + T, Dh)
+        self.values[layer] = np.concatenate([past_values, v], axis=2)
+        return self.keys[layer], self.values[layer]
+
+    def advance(self, steps: int) -> None:
+        self.length += steps
+
+
+def probe_module_cached(m, x, seed: int, kv_heads, rotary: bool, chunks: list, layer: int) -> dict:
+    """The module on x fed in chunks through a GrowingCache, advanced after each chunk, and on all of x at once."""
+    tensor = tensor_module(m)
+    module = build(m, 8, 4, kv_heads, seed, rotary)
+    cache, pieces, lengths, start = GrowingCache(), [], [], 0
+    for size in chunks:
+        pieces.append(module(tensor.Tensor(x[:, start:start + size], dtype=np.float64), cache, layer).data)
+        lengths.append(cache.length)  # the module must not move it: the caller advances once per step
+        cache.advance(size)
+        start += size
+    return {"cached": np.concatenate(pieces, axis=1), "full": module(tensor.Tensor(x, dtype=np.float64)).data,
+            "lengths": lengths, "layers": sorted(cache.keys), "stored": cache.keys[layer].shape[2]}
+
+
+@pytest.mark.concept("causal-offset")
+def test_module_fed_in_pieces_through_a_cache_equals_one_pass(check):
+    x = seeded(639).standard_normal((2, 7, 8))
+    for kv_heads, rotary in ((2, True), (None, False)):
+        got = check(probe_module_cached, x=x, seed=640, kv_heads=kv_heads, rotary=rotary, chunks=[3, 1, 1, 2], layer=2,
+                    tol=F64, what=f"MultiHeadAttention(8, 4, kv_heads={kv_heads}, rotary={rotary}) with a cache")
+        assert_close(got["cached"], got["full"], ROUNDING, f"chunks 3, 1, 1, 2 through a cache vs one pass over all "
+                     f"7 tokens (rotary={rotary})", mistakes=(
+                         Mistake("the first chunk matches but later ones do not: the new tokens sit at positions "
+                                 "cache.length, ... (apply_rope offset=cache.length) and attend to the cached keys",
+                                 lambda got_, want: np.allclose(got_[:, :3], want[:, :3])),))
+        assert_close(got["lengths"], [0, 3, 4, 5], EXACT, "cache.length seen by each call (forward must not advance "
+                     "the cache: the caller does, once every layer has stored its keys)")
+        assert_close([got["layers"], got["stored"]], [[2], 7], EXACT, "the cache layers written (the `layer` "
+                     "argument) and the keys stored in it")
+
+
+def probe_module_gradients_with_a_cache(m, x, weights, seed: int) -> dict:
+    """Gradients of L = sum(out * weights) without a cache and through an empty one: the same graph."""
+    tensor = tensor_module(m)
+    module = build(m, 8, 4, 2, seed, rotary=True)
+    result = {}
+    for label, cache in (("alone", None), ("cache", GrowingCache())):
+        module.zero_grad()
+        leaf = tensor.Tensor(x, requires_grad=True, dtype=np.float64)
+        out = module(leaf, cache, 0)
+        out.backward(weights)
+        result[label] = {"out": out.data, "grad_x": leaf.grad,
+                         "grads": {name: None if p.grad is None else p.grad.copy()
+                                   for name, p in module.named_parameters()}}
+    return result
+
+
+@pytest.mark.concept("causal-offset")
+def test_gradients_flow_through_the_new_keys_of_a_cache(check):
+    rng = seeded(641)
+    x, weights = rng.standard_normal((2, 5, 8)), rng.standard_normal((2, 5, 8))
+    got = check(probe_module_gradients_with_a_cache, x=x, weights=weights, seed=642, tol=F64,
+                what="MultiHeadAttention gradients with and without a cache")
+    assert_close(got["cache"], got["alone"], ROUNDING, "output and gradients through an empty cache vs without one",
+                 mistakes=(Mistake("no gradient reaches key and value through the cache: the keys it returns must "
+                                   "stay in the graph, op(keys, (k,), lambda g: (g[:, :, length:],))",
+                                   lambda got_, want: got_["grads"]["key.weight"] is None),))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from grader.harness import randomise_parameters, EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
+from tests.stage06.test_attention_module import GrowingCache
 
 COMPOSED = Tol(1e-8, 1e-10, "float64; the module and its composition round differently")
 NUMPY = Tol(1e-9, 1e-11, "float64; the module and the NumPy formula round differently")
@@ -252,6 +253,32 @@ def test_post_norm_block_is_norm_of_x_plus_attention_then_norm_of_x_plus_feed_fo
                      Mistake("this is the pre-norm wiring: pre_norm=False must normalise after each residual sum",
                              lambda got_, want: np.allclose(got_, got["pre"])),))
     assert_true(np.abs(got["out"] - got["pre"]).max() > 1e-2, "the post-norm output equals the pre-norm one")
+
+
+def probe_block_cached(m, config: dict, x: np.ndarray, seed: int, chunks: list) -> dict:
+    """The block (eval mode) on x fed in chunks through a test-side cache, and on all of x at once."""
+    block = _block(m, config, seed, dropout=0.5).eval()  # eval: dropout off, so both passes are deterministic
+    randomise_parameters(block, seed + 1)
+    cache, pieces, start = GrowingCache(), [], 0
+    for size in chunks:
+        pieces.append(block(m.Tensor(x[:, start:start + size], dtype=np.float64), cache, 1).data)
+        cache.advance(size)
+        start += size
+    return {"cached": np.concatenate(pieces, axis=1), "full": block(m.Tensor(x, dtype=np.float64)).data,
+            "layers": sorted(cache.keys)}
+
+
+@pytest.mark.concept("block-wiring")
+@pytest.mark.parametrize("pre_norm", [True, False], ids=["pre-norm", "post-norm"])
+def test_a_block_fed_in_pieces_through_a_cache_equals_one_pass(check, pre_norm):
+    x = seeded(775).normal(size=(2, 6, 8))
+    got = check(probe_block_cached, config=dict(CLASSIC, pre_norm=pre_norm), x=x, seed=776, chunks=[2, 1, 3],
+                tol=COMPOSED, what=f"{'pre' if pre_norm else 'post'}-norm Block with a cache")
+    assert_close(got["cached"], got["full"], COMPOSED, f"{'pre' if pre_norm else 'post'}-norm Block: chunks 2, 1, 3 "
+                 "through a cache vs one pass over all 6 positions", mistakes=(
+                     Mistake("the first chunk matches but later ones do not: pass cache and layer on to the "
+                             "attention, in both wirings", lambda got_, want: np.allclose(got_[:, :2], want[:, :2])),))
+    assert_close(got["layers"], [1], EXACT, "the cache layers written: the block passes its `layer` on")
 
 
 def probe_block_init(m, config: dict, layers: int, seed: int) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from grader.harness import randomise_parameters, EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
+from tests.stage06.test_attention_module import GrowingCache
 
 COMPOSED = Tol(1e-9, 1e-11, "float64; the model and the composition of its own submodules round differently")
 SAME_MODEL = Tol(1e-8, 1e-10, "float64; your model and the reference's with the same weights, summed in another order")
@@ -387,6 +388,42 @@ def test_more_tokens_than_the_context_raise_value_error(check):
                     f"{position}: forward of 7 tokens with context 6 should raise ValueError, got {got['too_long']}")
 
 
+def probe_cached_forward(m, fields: dict, seed: int, ids: np.ndarray, chunks: list) -> dict:
+    """The model (eval) on ids fed in chunks through a test-side cache, and on all of ids at once; then one token
+    more than the context holds."""
+    model = build(m, fields, seed).eval()
+    cache, pieces, lengths, start = GrowingCache(), [], [], 0
+    for size in chunks:
+        pieces.append(model(ids[:, start:start + size], cache=cache)[0].data)  # (B, size, V)
+        lengths.append(cache.length)
+        start += size
+    keys = cache.keys[len(cache.keys) - 1].copy()
+    return {"cached": np.concatenate(pieces, axis=1), "full": model(ids)[0].data, "lengths": lengths,
+            "layers": sorted(cache.keys), "past_context": raised(model, ids[:, :1], cache=cache),
+            "length_after": cache.length, "unchanged": bool(np.array_equal(keys, cache.keys[len(cache.keys) - 1]))}
+
+
+@pytest.mark.concept("forward")
+@pytest.mark.parametrize("position", ["rotary", "learned"])
+def test_forward_through_a_cache_continues_where_the_cached_tokens_stop(check, position):
+    fields = {**TINY, "position": position, "tie_embeddings": position == "rotary"}
+    ids = seeded(921).integers(0, 7, (2, 6))
+    got = check(probe_cached_forward, fields=fields, seed=922, ids=ids, chunks=[3, 1, 2], tol=COMPOSED,
+                what=f"{position} positions: forward with a cache in chunks 3, 1, 2")
+    assert_close(got["cached"], got["full"], COMPOSED, f"{position}: logits of chunks 3, 1, 2 through a cache vs one "
+                 "forward over all 6 tokens", mistakes=(
+                     Mistake("the first chunk matches but later ones do not: with a cache the new tokens sit at "
+                             "positions cache.length .. cache.length + T - 1 (learned rows np.arange(length, "
+                             "length + T)), and every block needs the cache and its own layer index",
+                             lambda got_, want: np.allclose(got_[:, :3], want[:, :3])),))
+    assert_close(got["lengths"], [3, 4, 6], EXACT, "cache.length after each call: forward advances the cache by T "
+                 "once, after the last block")
+    assert_close(got["layers"], [0, 1], EXACT, "the cache layers written: block i uses layer i")
+    assert_true(got["past_context"].get("raised") == "ValueError" and got["length_after"] == 6 and got["unchanged"],
+                f"one token more with 6 cached and context 6 should raise ValueError before the cache changes, got "
+                f"{got['past_context']}, length {got['length_after']}")
+
+
 # ---------------------------------------------------------------- it learns
 
 
@@ -564,6 +601,34 @@ def test_weights_of_another_config_raise_value_error_naming_the_key(check):
     assert_true(names_a_mismatch(message, got["shapes"], wanted),
                 f"the ValueError should name a key whose shape differs and both shapes (e.g. 'token_embedding.weight' "
                 f"(7, 12) vs (7, 8)), got {got['result']}")
+
+
+def probe_load_edited(m, fields: dict, seed: int, drop: str, extra: str) -> dict:
+    """Two edited checkpoints: one without the weight `drop`, one with an extra array named `extra`."""
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "edited.npz")
+        m.GPT(m.GPTConfig(**fields), rng=seeded(seed)).save(path)
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        for label, edited in (("missing", {k: v for k, v in arrays.items() if k != drop}),
+                              ("unexpected", {**arrays, extra: np.zeros(3, dtype=np.float32)})):
+            with open(path, "wb") as file:
+                np.savez(file, **edited)
+            results[label] = raised(m.GPT.load, path)
+    return results
+
+
+@pytest.mark.concept("load-errors")
+def test_a_missing_or_an_extra_weight_raises_value_error_naming_it(check):
+    drop, extra = "blocks.1.attention.value.weight", "blocks.2.attention.value.weight"
+    got = check(probe_load_edited, fields=dict(TINY), seed=931, drop=drop, extra=extra, tol=EXACT,
+                what="GPT.load of a checkpoint with a weight missing, then one too many")
+    for label, key in (("missing", drop), ("unexpected", extra)):
+        result = got[label]
+        assert_true(result.get("raised") == "ValueError" and key in result.get("message", ""),
+                    f"a checkpoint with {label} key {key!r} should raise ValueError naming it (load_state_dict's check, "
+                    f"raised again as a ValueError), got {result}")
 
 
 # ---------------------------------------------------------------- every variant

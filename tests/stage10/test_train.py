@@ -1,5 +1,6 @@
-"""Stage 10 (training), visible suite: the cleaner, the split, the token files, the learning rate, one step with
-accumulation and clipping, validation, checkpoints, the loop, its log, and an exact resume.
+"""Stage 10 (training), visible suite: the split, the token files, the learning rate, one step with accumulation and
+clipping, validation, checkpoints, the loop, its log, and an exact resume. (The corpus is given code: its tests are in
+tests/given/test_corpus.py.)
 
 Every test runs a probe on your module and also checks something that does not trust the reference: an output written
 out by hand, the same gradient computed another way (one big batch against k micro-batches, in float64), the AdamW
@@ -105,71 +106,6 @@ def schedule_by_hand(step: int, max_lr: float, min_lr: float, warmup: int, total
     if step >= total:
         return min_lr
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
-
-
-# ---------------------------------------------------------------- the corpus
-
-SNIPPET = """# The Tragedy of Testing
-
-## ACT I
-
-### SCENE I. A room in the castle.
-
-_Enter ROMEO and JULIET_
-
-**ROMEO**  
-But soft, what light  
-Through yonder window breaks?
-
-**JULIET**  
-[Aside]_  
-O Romeo, _\\[sighing]_ Romeo\\--wherefore art thou?
-
-_Exit ROMEO, looking back at her,
-and sighing_
-
-Deny thy father.
-
-**NURSE**  
-_Within_
-
-## ACT II
-
-A line that nobody speaks.
-
-**ROMEO**  
-Lady, *[Kneels]* by yonder blessed moon I swear  
-1\\. That tips with silver
-"""
-
-SNIPPET_CLEAN = """ROMEO:
-But soft, what light
-Through yonder window breaks?
-
-JULIET:
-O Romeo, Romeo--wherefore art thou?
-Deny thy father.
-
-ROMEO:
-Lady, by yonder blessed moon I swear
-1. That tips with silver
-"""
-
-
-def probe_clean(m, markdown: str) -> str:
-    return m.clean_play(markdown)
-
-
-@pytest.mark.concept("clean")
-def test_clean_play_turns_a_hand_written_scene_into_name_and_verse(check):
-    got = check(probe_clean, markdown=SNIPPET, tol=EXACT, what="clean_play(snippet)")
-    assert_close(got, SNIPPET_CLEAN, EXACT, "clean_play(snippet) against the text worked out by hand",
-                 mistakes=(Mistake("the Markdown line breaks (two trailing spaces) were kept: strip every line",
-                                   lambda g, w: "  \n" in g),
-                           Mistake("a stage direction survived: a line starting with '_' or '*' opens one, and it "
-                                   "lasts until a line ending with '_' or '*'", lambda g, w: "sighing\n" in g
-                                   or "Within" in g or "Enter" in g),
-                           Mistake("verse after a heading with no speaker was kept", lambda g, w: "nobody" in g)))
 
 
 # ---------------------------------------------------------------- the split and the token files

@@ -1,5 +1,5 @@
-"""Stage 11 (generation), visible suite: the samplers, the key/value cache, the cached forward pass, generate, and the
-command.
+"""Stage 11 (generation), visible suite: the samplers, the key/value cache, decoding through it with the model's own
+forward pass (attention, a post-norm block, the GPT; float32 and float64), generate, and the command.
 
 Every test runs a probe on your module and on the reference and compares the two, and also checks something that does
 not trust the reference: a filtered set worked out by hand, the inverse-CDF rule replayed from the same seed, sample
@@ -10,11 +10,11 @@ parameter name, so target and reference hold the same model whatever order their
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
 import os
-import sys
 import tempfile
 
 import numpy as np
@@ -25,6 +25,8 @@ from grader.harness import randomise_parameters, EXACT, Mistake, Tol, assert_clo
 FILTERED = Tol(1e-12, 1e-12, "float64 logits; only the order of operations may differ")
 CACHED = Tol(1e-4, 1e-5, "float32: the cached pass multiplies one row of queries where the full pass multiplies the "
                          "whole (T, S) block, so BLAS sums in another order; ~1e-7 relative per op, grown over layers")
+CACHED_F64 = Tol(1e-12, 1e-12, "float64 end to end: only the order of BLAS sums differs, ~1e-16 relative per op, "
+                               "~1e-14 after a few layers; one float32 step anywhere (a float32 cache, say) costs ~1e-7")
 TINY = dict(vocab_size=13, context=16, layers=2, heads=4, width=16)  # a GPT small enough for many probes
 
 
@@ -47,12 +49,17 @@ def _inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (cumulative <= u[..., None] * cumulative[..., -1:]).sum(axis=-1)
 
 
-def _model(m, seed: int, config: dict):
+def _sibling(m, name: str):
+    """Another stage module of the same target: its gpt, attention, blocks, tensor."""
+    return importlib.import_module(f"{m.__package__}.{name}")
+
+
+def _model(m, seed: int, config: dict, dtype=None):
     """Your GPT with this config, its parameters overwritten by sorted name with seeded values: matrices and
-    embeddings N(0, 1/rows), norm weights near 1, biases near 0 (large enough for clearly different logits)."""
-    gpt = sys.modules[m.GPT.__module__]
-    model = m.GPT(gpt.GPTConfig(**config), rng=seeded(seed))
-    randomise_parameters(model, seed + 1, dtype=None, spread=0.1)
+    embeddings N(0, 1/rows), norm weights near 1, biases near 0 (large enough for clearly different logits).
+    dtype None keeps the constructor's float32; np.float64 makes the whole model float64."""
+    model = m.GPT(_sibling(m, "gpt").GPTConfig(**config), rng=seeded(seed))
+    randomise_parameters(model, seed + 1, dtype=dtype, spread=0.1)
     return model.eval()
 
 
@@ -309,8 +316,8 @@ def test_a_full_cache_raises_and_stays_unchanged(check):
 # ---------------------------------------------------------------- the cached forward pass
 
 
-def probe_cached_logits(m, config: dict, seed: int, ids: np.ndarray, chunks: list) -> dict:
-    model = _model(m, seed, config)
+def probe_cached_logits(m, config: dict, seed: int, ids: np.ndarray, chunks: list, float64: bool = False) -> dict:
+    model = _model(m, seed, config, np.float64 if float64 else None)
     cache = m.KVCache.for_model(model, ids.shape[0])
     pieces, lengths, start = [], [], 0
     for size in chunks:
@@ -318,7 +325,8 @@ def probe_cached_logits(m, config: dict, seed: int, ids: np.ndarray, chunks: lis
         lengths.append(cache.length)
         start += size
     return {"cached": np.concatenate(pieces, axis=1), "full": model(ids)[0].data, "lengths": lengths,
-            "dtype": str(pieces[-1].dtype), "cache_shape": list(cache.keys[0].shape), "layers": len(cache.keys)}
+            "dtype": str(pieces[-1].dtype), "type": type(pieces[-1]).__name__, "cache_dtype": str(cache.keys[0].dtype),
+            "cache_shape": list(cache.keys[0].shape), "layers": len(cache.keys)}
 
 
 def _offset_mistake(prefill: int) -> Mistake:
@@ -328,13 +336,16 @@ def _offset_mistake(prefill: int) -> Mistake:
                    and not np.allclose(got[:, prefill:], want[:, prefill:], atol=1e-4))
 
 
-def _check_cached(check, config: dict, seed: int, batch: int, chunks: list, what: str) -> dict:
+def _check_cached(check, config: dict, seed: int, batch: int, chunks: list, what: str, float64: bool = False) -> dict:
     ids = seeded(seed).integers(0, config["vocab_size"], size=(batch, sum(chunks)))
-    got = check(probe_cached_logits, config=config, seed=seed, ids=ids, chunks=chunks, tol=CACHED, what=what)
-    assert_close(got["cached"], got["full"], CACHED, f"{what}: cached logits vs your model's full forward pass",
+    tol, dtype = (CACHED_F64, "float64") if float64 else (CACHED, "float32")
+    got = check(probe_cached_logits, config=config, seed=seed, ids=ids, chunks=chunks, float64=float64, tol=tol,
+                what=what)
+    assert_close([got["type"], got["dtype"], got["cache_dtype"]], ["ndarray", dtype, dtype], EXACT,
+                 f"forward_cached's logits (an array) and the cache of a {dtype} model: the model's dtype")
+    assert_close(got["cached"], got["full"], tol, f"{what}: cached logits vs your model's full forward pass",
                  mistakes=(_offset_mistake(chunks[0]),))
     assert_close(got["lengths"], np.cumsum(chunks).tolist(), EXACT, "cache.length after each forward_cached")
-    assert_close(got["dtype"], "float32", EXACT, "dtype of forward_cached's logits")
     return got
 
 
@@ -357,27 +368,74 @@ def test_cached_logits_equal_the_full_pass_with_grouped_query_heads(check):
     assert_close(got["cache_shape"], [3, 2, 16, 4], EXACT, "KVCache.for_model shape with kv_heads=2 (not heads)")
 
 
-def probe_attend_cached(m, x: np.ndarray, seed: int, rotary: bool, chunks: list) -> dict:
-    attention = m.MultiHeadAttention(8, 4, 2, rng=seeded(seed), rotary=rotary, max_positions=12)
+@pytest.mark.concept("kv-cache")
+def test_a_float64_model_decodes_in_float64_equal_to_its_full_pass(check):
+    _check_cached(check, dict(TINY, kv_heads=2), 1119, 2, [4, 1, 1, 3, 2], "float64 GPT, 2 kv heads", float64=True)
+
+
+def probe_attention_with_cache(m, x: np.ndarray, seed: int, rotary: bool, chunks: list) -> dict:
+    attention = _sibling(m, "attention").MultiHeadAttention(8, 4, 2, rng=seeded(seed), rotary=rotary,
+                                                            max_positions=12)
+    Tensor = _sibling(m, "tensor").Tensor
     cache = m.KVCache(2, x.shape[0], 2, 12, 2)
     pieces, start = [], 0
     for size in chunks:
-        pieces.append(m.attend_cached(attention, m.Tensor(x[:, start:start + size]), cache, 1).data)
+        pieces.append(attention(Tensor(x[:, start:start + size]), cache, 1).data)  # layer 1 of the cache
         cache.advance(size)
         start += size
-    return {"cached": np.concatenate(pieces, axis=1), "full": attention(m.Tensor(x)).data,
+    return {"cached": np.concatenate(pieces, axis=1), "full": attention(Tensor(x)).data,
             "layer0": cache.keys[0], "keys": cache.keys[1][:, :, :start]}
 
 
 @pytest.mark.concept("attend-cached")
-def test_attend_cached_equals_the_attention_module_on_the_whole_sequence(check):
+def test_the_attention_module_with_your_cache_equals_one_pass_over_the_sequence(check):
     x = seeded(1112).normal(size=(2, 7, 8)).astype(np.float32)
     for rotary in (False, True):
-        got = check(probe_attend_cached, x=x, seed=1113, rotary=rotary, chunks=[4, 1, 2], tol=CACHED,
-                    what=f"attend_cached (rotary={rotary})")
-        assert_close(got["cached"], got["full"], CACHED, f"attend_cached in chunks 4, 1, 2 vs the module on all 7 "
-                     f"tokens (rotary={rotary})", mistakes=(_offset_mistake(4),))
+        got = check(probe_attention_with_cache, x=x, seed=1113, rotary=rotary, chunks=[4, 1, 2], tol=CACHED,
+                    what=f"MultiHeadAttention with a KVCache (rotary={rotary})")
+        assert_close(got["cached"], got["full"], CACHED, f"attention in chunks 4, 1, 2 through your KVCache vs the "
+                     f"module on all 7 tokens (rotary={rotary})", mistakes=(_offset_mistake(4),))
         assert_close(got["layer0"], np.zeros_like(got["layer0"]), EXACT, "layer 0 of the cache (only layer 1 is used)")
+
+
+def probe_post_norm_block_with_cache(m, x: np.ndarray, seed: int, chunks: list) -> dict:
+    blocks, Tensor = _sibling(m, "blocks"), _sibling(m, "tensor").Tensor
+    block = blocks.Block(8, 4, 2, rng=seeded(seed), norm="layer", feed_forward="gelu", pre_norm=False, rotary=True,
+                         max_positions=12).eval()
+    randomise_parameters(block, seed + 1, dtype=np.float64, spread=0.1)
+    cache = m.KVCache(1, x.shape[0], 2, 12, 2, dtype=np.float64)
+    pieces, start = [], 0
+    for size in chunks:
+        pieces.append(block(Tensor(x[:, start:start + size], dtype=np.float64), cache, 0).data)
+        cache.advance(size)
+        start += size
+    return {"cached": np.concatenate(pieces, axis=1), "full": block(Tensor(x, dtype=np.float64)).data}
+
+
+@pytest.mark.concept("attend-cached")
+def test_a_post_norm_block_decodes_through_your_cache_like_one_pass(check):
+    x = seeded(1120).normal(size=(2, 6, 8))
+    got = check(probe_post_norm_block_with_cache, x=x, seed=1121, chunks=[3, 1, 2], tol=CACHED_F64,
+                what="post-norm Block with a float64 KVCache")
+    assert_close(got["cached"], got["full"], CACHED_F64, "post-norm Block (norm after each residual sum) in chunks "
+                 "3, 1, 2 through your cache vs one pass", mistakes=(_offset_mistake(3),))
+
+
+def probe_decoding_graph(m, config: dict, seed: int, ids: np.ndarray) -> dict:
+    model = _model(m, seed, config)
+    cache = m.KVCache.for_model(model, ids.shape[0])
+    with _sibling(m, "tensor").no_grad():
+        logits, _ = model(ids, cache=cache)
+    return {"requires_grad": bool(logits.requires_grad), "length": cache.length}
+
+
+@pytest.mark.concept("generate-cache")
+def test_decoding_under_no_grad_builds_no_graph(check):
+    ids = seeded(1122).integers(0, 13, size=(2, 5))
+    got = check(probe_decoding_graph, config=dict(TINY), seed=1122, ids=ids, tol=EXACT,
+                what="model(ids, cache=cache) under no_grad")
+    assert_close(got, {"requires_grad": False, "length": 5}, EXACT, "under no_grad the cached forward keeps no graph "
+                 "(its logits are constants) and the cache holds the 5 tokens")
 
 
 # ---------------------------------------------------------------- generate

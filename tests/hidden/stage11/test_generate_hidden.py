@@ -179,6 +179,13 @@ def test_learned_positions_tied_grouped_with_uneven_chunks(check):
     _check_cached(check, config, 1161, 1, [2, 5, 1, 1, 3], "learned-position GPT, kv_heads=2, up to the full context")
 
 
+@pytest.mark.concept("kv-cache")
+def test_a_float64_learned_position_model_decodes_token_by_token_in_float64(check):
+    config = dict(TINY, position="learned", tie_embeddings=False, norm="layer", feed_forward="gelu", layers=3)
+    _check_cached(check, config, 1169, 2, [2] + [1] * 8, "float64 learned-position GPT, one token at a time",
+                  float64=True)
+
+
 def probe_forward_full(m, config: dict, seed: int, ids: np.ndarray) -> dict:
     model = _model(m, seed, config)
     cache = m.KVCache.for_model(model, ids.shape[0])
