@@ -8,6 +8,7 @@ the unprivileged user `nobody`. It only ever answers with plain data (grader/san
 """
 from __future__ import annotations
 
+import ast
 import os
 import select
 import shutil
@@ -18,9 +19,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..harness import ProbeError, Unimplemented, plain
+from .. import manifest
 from ..manifest import ROOT
 from . import wire
 
@@ -84,12 +86,62 @@ def isolation_plan(scratch: str) -> list:
     return isolation.hide_plan(scratch)
 
 
+def visible_suites() -> tuple[Path, ...]:
+    return tuple(ROOT / stage.test_dir(hidden=False) for stage in manifest.stages())
+
+
+def _imported_test_modules(source: Path) -> set[str]:
+    """The `tests.*` modules a test module imports (absolutely, or relatively within tests/)."""
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, RecursionError):
+        return set()
+    package = ".".join(source.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from tests.stage06 import helpers`
+    return {name for name in found if name == "tests" or name.startswith("tests.")}
+
+
+def probe_files(suites: Iterable[Path]) -> list[Path]:
+    """The test modules in `suites` (folders, not recursive) and every test module they import, transitively.
+
+    Only these are copied beside the worker: a run of the visible suites puts no hidden suite on its disk.
+    """
+    tests = (ROOT / "tests").resolve()
+    pending = [p for folder in suites for p in sorted(Path(folder).glob("*.py")) if p.name != "conftest.py"]
+    seen: set[Path] = set()
+    while pending:
+        path = pending.pop().resolve()
+        if path in seen or tests not in path.parents or path.name == "conftest.py":
+            continue
+        seen.add(path)
+        for name in _imported_test_modules(path):
+            module = ROOT.joinpath(*name.split("."))
+            for candidate in (module.with_suffix(".py"), module / "__init__.py"):
+                if candidate.is_file():
+                    pending.append(candidate)
+    return sorted(seen)
+
+
 class Sandbox:
     """A persistent worker for one submission package; restarted after a crash or a timeout."""
 
-    def __init__(self, package_dir: str | Path, limits: Limits = Limits(), level: str | None = None):
+    def __init__(self, package_dir: str | Path, limits: Limits = Limits(), level: str | None = None,
+                 suites: Iterable[str | Path] | None = None):
+        """`suites`: the folders of the test modules whose probes will run (default: every visible suite); only
+        they, and the test modules they import, are copied where the worker can read them."""
         self.limits = limits
         self.level = level or isolation_level()
+        self.suites = tuple(ROOT / folder for folder in suites) if suites is not None else visible_suites()
         self.scratch = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
         self._stage(Path(package_dir))
         self._process: subprocess.Popen | None = None
@@ -113,10 +165,8 @@ class Sandbox:
         for name in TRUSTED_FILES:
             (trusted / "grader" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / "grader" / name, trusted / "grader" / name)
-        for source in (ROOT / "tests").rglob("*.py"):  # the probes and any helpers the suites share
+        for source in probe_files(self.suites):
             relative = source.relative_to(ROOT)
-            if relative.parts[1] == "grader" or source.name == "conftest.py":
-                continue
             (trusted / relative.parent).mkdir(parents=True, exist_ok=True)
             shutil.copy(source, trusted / relative)
         for folder in [trusted / "tests", *(trusted / "tests").rglob("*")]:
