@@ -1,8 +1,8 @@
 """`python -m grader [COMMAND]`: one entry for every command; each command lives in the module of the people who use it.
 
     learner      grader/learner/     progress (no command), check, watch, reveal
-    instructor   grader/instructor/  grade, release, gradescope, expected, docs; grader/notebooks/: notebooks,
-                                     nbgrader-course
+    instructor   grader/instructor/  grade, release, gradescope, expected, docs, site, figures; grader/notebooks/:
+                                     notebooks, nbgrader-course
 Each of those modules has `register(commands)`, which adds its sub-commands; nothing here imports the sandbox.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(func=progress.cmd_progress)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     from . import notebooks
-    from .instructor import build, docs, grade, gradescope, release
-    for module in (*LEARNER, grade, build, release, docs, gradescope, notebooks):
+    from .instructor import build, docs, grade, gradescope, release, site
+    for module in (*LEARNER, grade, build, release, docs, gradescope, notebooks, site):
         module.register(commands)
     return parser
 
