@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", default="exercises",
                         help="exercises (default), solutions, or a path to a copy of exercises/")
     parser.add_argument("--timeout", type=float, default=600, help="stop a run after this many seconds (default 600)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every stage again instead of answering unchanged ones from .grader/")
     parser.set_defaults(func=progress.cmd_progress)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     from . import notebooks

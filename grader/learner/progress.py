@@ -6,6 +6,7 @@ import json
 
 from .. import manifest, report
 from ..suites import runner
+from . import cache
 
 
 def select_stages(ids: list[str]) -> list[manifest.Stage]:
@@ -14,9 +15,12 @@ def select_stages(ids: list[str]) -> list[manifest.Stage]:
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
-    """The default command: the table of stages, the next stage, its first failure and hint. Always exits 0."""
+    """The default command: the table of stages, the next stage and its first failure. Always exits 0.
+
+    Stages whose inputs did not change since their last check answer from the cache (grader/learner/cache.py)."""
     with report.progress("checking your stages") as on_progress:
-        run = runner.run(manifest.stages(), args.target, hidden=False, on_progress=on_progress, timeout=args.timeout)
+        run = cache.run(manifest.stages(), args.target, on_progress=on_progress, timeout=args.timeout,
+                        fresh=getattr(args, "fresh", False))
     report.show_progress(run)
     return 0
 
@@ -25,8 +29,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run the named stages' suites; exit 1 when any test fails (or the run did not finish)."""
     stages = select_stages(args.stages)
     with report.progress("running suites") as on_progress:
-        run = runner.run(stages, args.target, hidden=args.hidden,
-                         on_progress=None if args.json else on_progress, timeout=args.timeout)
+        shown = None if args.json else on_progress
+        if args.hidden:  # instructors: never cached
+            run = runner.run(stages, args.target, hidden=True, on_progress=shown, timeout=args.timeout)
+        else:
+            run = cache.run(stages, args.target, on_progress=shown, timeout=args.timeout, fresh=args.fresh)
     if args.json:
         print(json.dumps(report.as_json(run), indent=2))
     else:
@@ -41,5 +48,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="exercises (default), solutions, or a path to a copy of exercises/")
     check.add_argument("--hidden", action="store_true", help="include the hidden suites (instructors)")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument("--fresh", action="store_true", help="run every named stage again, even if nothing changed")
     check.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="stop the run after this many seconds")
     check.set_defaults(func=cmd_check)

@@ -1,9 +1,10 @@
 """`python -m grader watch`: re-check the current stage every time you save, rustlings-style.
 
-The current stage is the first one that is not complete. Each check runs only that stage's visible suite (a pytest
-subprocess, as `check` does) and shows its progress bar, the file to open, and the first failing test with its hint;
-when the stage turns green it says so and moves on to the next. Changes are found by polling modification times and
-sizes: no dependency, and it works on every file system, network mounts included.
+The current stage is the first one that is not complete (as far as the cache of `python -m grader` knows: an
+unchanged stage is not run again). Each check runs only that stage's visible suite (a pytest subprocess, as `check`
+does) and shows its progress bar, the file to open, and the first failing test; `python -m grader hint` gives a hint
+when you want one. When the stage turns green it says so and moves on to the next. Changes are found by polling
+modification times and sizes: no dependency, and it works on every file system, network mounts included.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from .. import manifest, report
 from ..manifest import Stage
-from ..suites import runner, targets
+from ..suites import targets
+from . import cache
 
-QUIET_SECONDS = 0.3  # an editor may save in several writes: check once they have stopped
+QUIET_SECONDS = 0.2  # an editor may save in several writes: check once they have stopped
 
 Snapshot = dict[str, tuple[int, int]]
 
@@ -25,7 +27,8 @@ def snapshot(folder: Path) -> Snapshot:
     """Every file under `folder` (caches aside) with its modification time and size."""
     files = {}
     for path in folder.rglob("*"):
-        if "__pycache__" in path.parts or not path.is_file():
+        inside = path.relative_to(folder).parts
+        if "__pycache__" in inside or any(part.startswith(".") for part in inside) or not path.is_file():
             continue
         try:
             stat = path.stat()
@@ -62,7 +65,7 @@ def check(stages: list[Stage], index: int, target: str, timeout: float) -> int:
     while index < len(stages):
         stage = stages[index]
         with report.progress(f"checking stage {stage.id}") as on_progress:
-            run = runner.run([stage], target, on_progress=on_progress, timeout=timeout)
+            run = cache.run([stage], target, on_progress=on_progress, timeout=timeout)
         result = run.stages[0]
         done, total = result.passed(), result.total()
         finished = result.complete and run.error is None
@@ -83,7 +86,8 @@ def watch(target: str, interval: float, max_checks: int | None, timeout: float) 
     """Check, then wait for a change under the target and check again, until every stage passes (or max_checks)."""
     folder = targets.resolve(target)
     stages = list(manifest.stages())
-    index, checks = 0, 0
+    first = cache.current(stages, cache.lookup(stages, target))  # the stages the cache knows complete are skipped
+    index, checks = (stages.index(first) if first else 0), 0
     while True:
         seen = snapshot(folder)  # taken before the check, so a save during it triggers the next one
         checks += 1
@@ -116,7 +120,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("watch", help="re-check the current stage every time a file changes (Ctrl-C stops)")
     parser.add_argument("--target", default=argparse.SUPPRESS,
                         help="exercises (default), or a path to a copy of exercises/")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between looks for changes (default 1)")
+    parser.add_argument("--interval", type=float, default=0.25,
+                        help="seconds between looks for changes (default 0.25)")
     parser.add_argument("--max-checks", type=int, default=None, metavar="N", help="stop after N checks (for tests)")
     parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="stop one check after this many seconds")
     parser.set_defaults(func=cmd_watch)

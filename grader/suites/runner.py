@@ -100,6 +100,7 @@ class Run:
     target: str
     stages: list[StageResult]
     error: str | None = None  # the run itself failed (crash, timeout): outcomes may be incomplete
+    cached: list[str] = field(default_factory=list)  # ids of the stages answered from the learner's cache
 
     @property
     def ok(self) -> bool:
@@ -149,9 +150,12 @@ def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False
         return Run(target, list(results.values()))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         report, log = Path(tmp) / "report.jsonl", Path(tmp) / "pytest.log"
+        # A lean pytest: no plugins found by entry point (hypothesis alone adds half a second), no cache folder, and
+        # no traceback text (formatting it took a second for a stub's suite; the plugin records what it needs).
         command = [sys.executable, "-m", "pytest", *dirs, f"--target={target}", "-p", "grader.suites.plugin",
-                   f"--grader-report={report}", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}", *extra]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+                   f"--grader-report={report}", "-q", "-p", "no:cacheprovider", "--tb=no", f"--rootdir={ROOT}", *extra]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         error = None
         with open(log, "wb") as out:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
