@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from .suites.runner import Progress, Run, StageResult, TestResult
@@ -21,10 +22,18 @@ def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-def _indent(text: str, prefix: str = "    ", lines: int = 12) -> str:
+def indent(text: str, prefix: str = "    ", lines: int = 12) -> str:
     kept = text.strip().splitlines()
     shown = kept[:lines] + (["..."] if len(kept) > lines else [])
     return "\n".join(prefix + line for line in shown)
+
+
+def shown_path(path: Path) -> str:
+    """A path as the learner would type it: relative to where they are when it is below, absolute otherwise."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _print(text: str = "", style: str | None = None) -> None:
@@ -81,9 +90,7 @@ def _stage_table(run: Run, hidden: bool) -> None:
 
 def _failure(test: TestResult) -> None:
     _print(f"  FAIL {test.name}" + (" (hidden)" if test.hidden else ""), "bold red")
-    _print(_indent(test.message or test.details or "(no message)"))
-    if test.hint:
-        _print(f"    hint: {test.hint}", "cyan")
+    _print(indent(test.message or test.details or "(no message)"))
 
 
 def show_progress(run: Run) -> None:
@@ -100,7 +107,7 @@ def show_progress(run: Run) -> None:
 
 
 def show_next(result: StageResult, open_path: str | None = None) -> None:
-    """An unfinished stage: the file to open, the page to read, its first failing test with the hint."""
+    """An unfinished stage: the file to open, the page to read, its first failing test (hints come on request)."""
     stage = result.stage
     _print(f"\nNext: stage {stage.label}", "bold")
     _print(f"  open  {open_path or stage.exercise_file}")
@@ -109,10 +116,13 @@ def show_next(result: StageResult, open_path: str | None = None) -> None:
     if first is not None:
         _print(f"\nFirst failing test ({result.passed()}/{result.total()} pass):")
         _failure(first)
+        from .learner import hint
+        if hint.enabled():
+            _print(f"\nStuck? python -m grader hint {stage.id}  (a nudge first; ask again for more)", "dim")
 
 
 def show_check(run: Run, hidden: bool) -> None:
-    """Every test's outcome per stage, failures with their message and hint, then the table."""
+    """Every test's outcome per stage, failures with their message, then the table."""
     for result in run.stages:
         _print(f"\nStage {result.stage.label}: {result.passed()}/{result.total()} passed", "bold")
         for test in result.tests:

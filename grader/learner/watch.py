@@ -52,13 +52,6 @@ def wait_for_change(folder: Path, since: Snapshot, interval: float) -> None:
         current = settled
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def check(stages: list[Stage], index: int, target: str, timeout: float) -> int:
     """Run the current stage; while it passes, say so and go on. Returns the index of the new current stage."""
     folder = targets.resolve(target)
@@ -76,7 +69,7 @@ def check(stages: list[Stage], index: int, target: str, timeout: float) -> int:
         if not finished:
             if run.error:
                 report.say(f"The run did not finish: {run.error}", "bold red")
-            report.show_next(result, _shown(folder / f"{stage.module}.py"))
+            report.show_next(result, report.shown_path(folder / f"{stage.module}.py"))
             return index
         index += 1
     return index
@@ -95,7 +88,7 @@ def watch(target: str, interval: float, max_checks: int | None, timeout: float) 
             print("\x1b[2J\x1b[H", end="")  # a fresh screen per check, as rustlings does
         elif checks > 1:
             print()
-        report.say(f"check {checks} at {time.strftime('%H:%M:%S')}  (target: {_shown(folder)})", "dim")
+        report.say(f"check {checks} at {time.strftime('%H:%M:%S')}  (target: {report.shown_path(folder)})", "dim")
         index = check(stages, index, target, timeout)
         report.say(f"\nStages complete  [{report.bar(index, len(stages))}] {index}/{len(stages)}")
         if index == len(stages):
@@ -103,7 +96,7 @@ def watch(target: str, interval: float, max_checks: int | None, timeout: float) 
             return 0
         if max_checks is not None and checks >= max_checks:
             return 0
-        report.say(f"\nWatching {_shown(folder)} for changes (Ctrl-C to stop)")
+        report.say(f"\nWatching {report.shown_path(folder)} for changes (Ctrl-C to stop)")
         sys.stdout.flush()  # the check's output must appear now, even when piped
         wait_for_change(folder, seen, interval)
 
