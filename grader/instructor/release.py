@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import manifest
 from ..manifest import ROOT
+from ..learner import pristine
 from ..suites import expected
 
 SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "exercises", "docs", "grader",
@@ -58,6 +59,7 @@ def build(out: Path) -> Path:
         copy_into(relative, out)
     for stage in manifest.stages():
         copy_into(stage.test_dir(hidden=False), out)
+    pristine.ship(out)  # grader/pristine/: what `python -m grader reset` restores in a kit without solutions/
     readme = out / "README.md"
     title, _, rest = readme.read_text().partition("\n")
     readme.write_text(f"{title}\n\n{RELEASE_NOTE}{rest.lstrip()}")

@@ -9,6 +9,7 @@ Where it comes from, in order:
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 from .. import manifest, source
@@ -39,14 +40,14 @@ def modules() -> list[str]:
     return sorted(names)
 
 
-def write(into: Path) -> list[Path]:
-    """Write every pristine module into `into` (a release's grader/pristine/); returns the files written."""
+def ship(kit: Path) -> list[Path]:
+    """Copy a kit's freshly written exercises/*.py to its grader/pristine/ (what `reset` restores there)."""
+    into = kit / SHIPPED.relative_to(ROOT)
     into.mkdir(parents=True, exist_ok=True)
     written = []
-    for relative, skeleton in source.generated_skeletons().items():
-        path = into / Path(relative).name
-        path.write_text(skeleton, encoding="utf-8", newline="\n")
-        written.append(path)
+    for module in sorted((kit / "exercises").glob("*.py")):
+        shutil.copyfile(module, into / module.name)
+        written.append(into / module.name)
     return written
 
 

@@ -22,6 +22,6 @@ def skeleton(into: Path) -> Path:
 
 def grader(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python -m grader ARGS` in a subprocess, plain text (NO_COLOR), as a learner's terminal would run it."""
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(cwd), "PYTHONIOENCODING": "utf-8"}  # cwd: a kit's own grader
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, encoding="utf-8", timeout=600)
