@@ -121,10 +121,12 @@ def show_next(result: StageResult, open_path: str | None = None) -> None:
             _print(f"\nStuck? python -m grader hint {stage.id}  (a nudge first; ask again for more)", "dim")
 
 
-def show_check(run: Run, hidden: bool) -> None:
-    """Every test's outcome per stage, failures with their message, then the table."""
+def show_check(run: Run, hidden: bool, covered: str | None = None) -> None:
+    """Every test's outcome per stage, failures with their message, then the table (not for a run of some tests:
+    `covered` says which, e.g. 'the tests of CharTokenizer.encode')."""
     for result in run.stages:
-        _print(f"\nStage {result.stage.label}: {result.passed()}/{result.total()} passed", "bold")
+        of = f", {covered}" if covered else ""
+        _print(f"\nStage {result.stage.label}{of}: {result.passed()}/{result.total()} passed", "bold")
         for test in result.tests:
             if test.passed:
                 _print(f"  ok   {test.name}" + (" (hidden)" if test.hidden else ""), "green")
@@ -132,8 +134,11 @@ def show_check(run: Run, hidden: bool) -> None:
                 _print(f"  skip {test.name}: {test.message}", "yellow")
             else:
                 _failure(test)
+        if covered and not result.tests:
+            _print("  no test matched", "yellow")
     print()
-    _stage_table(run, hidden)
+    if not covered:
+        _stage_table(run, hidden)
     if run.error:
         _print(f"\nThe run did not finish: {run.error}", "bold red")
 

@@ -136,16 +136,18 @@ def _read(report: Path) -> tuple[int | None, list[dict]]:
 
 
 def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False,
-        on_progress: Progress | None = None, timeout: float | None = None, extra: Iterable[str] = ()) -> Run:
+        on_progress: Progress | None = None, timeout: float | None = None, extra: Iterable[str] = (),
+        select: Iterable[str] = ()) -> Run:
     """Run the suites of `stages` (visible, plus hidden when asked) against `target`.
 
     `extra` adds pytest options, e.g. ("--sandbox", "--probe-timeout=30") to keep the target's code out of this
-    process and out of pytest's.
+    process and out of pytest's, or ("-k", "encode"). `select` runs only those test ids ('tests/stage01/x.py::test_y')
+    instead of the stages' whole folders.
     """
     stages = list(stages)
     targets.resolve(target)  # a clear TargetError before anything runs
     results = {s.id: StageResult(s) for s in stages}
-    dirs = _suite_dirs(stages, hidden)
+    dirs = list(select) or _suite_dirs(stages, hidden)
     if not dirs:
         return Run(target, list(results.values()))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
