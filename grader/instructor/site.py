@@ -19,6 +19,7 @@ import base64
 import hashlib
 import logging
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -175,7 +176,13 @@ def page_markdown(markdown: str, page: str) -> str:
     """A docs page as the site shows it: a stage page gets its "What you write" section before its first `##`
     heading; a link to a file outside docs/ (`../grader/stages.toml`) becomes the file's name in code, since the
     site holds docs/ only."""
-    markdown = OUTSIDE_LINK.sub(lambda m: f"{m[2]} (`{m[3].removeprefix('../')}`)" if not m[1] else m[0], markdown)
+    def outside(match: re.Match) -> str:
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(page), match[3]))
+        if match[1] or not target.startswith("../"):
+            return match[0]  # an image, or a page of docs/
+        return f"{match[2]} (`{target.removeprefix('../')}`)"
+
+    markdown = OUTSIDE_LINK.sub(outside, markdown)
     stage = stage_of_page(page)
     if stage is None:
         return markdown
