@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .probe import Plain
+from .probe import Plain, is_record
 
 # ---------------------------------------------------------------- tolerances
 
@@ -56,12 +56,8 @@ class Mismatch(AssertionError):
 
 def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
     """None when got matches want within tol; otherwise a description of the first difference."""
-    if isinstance(want, dict) and "raised" in want:  # a raised(...) record: the exception's kind, not its wording
-        if not isinstance(got, dict) or "raised" not in got:
-            return f"{path}: expected {want['raised']} to be raised, got {_short(got)}"
-        if want["raised"] not in got.get("bases", [got["raised"]]):
-            return f"{path}: expected {want['raised']} to be raised, got {got['raised']}: {got.get('message', '')!r}"
-        return None
+    if is_record(want) or (is_record(got) and _written_record(want)):
+        return _diff_record(got, _written_record(want) or want, tol, path)
     if isinstance(want, dict):
         if not isinstance(got, dict) or set(got) != set(want):
             keys = sorted(got) if isinstance(got, dict) else type(got).__name__
@@ -84,6 +80,65 @@ def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
         same = type(got) is type(want) and got == want  # the type first: None == array would be elementwise
         return None if same else f"{path}: expected {_short(want)}, got {_short(got)}"
     return _diff_numeric(got, want, tol, path)
+
+
+def _mentions(want: dict) -> str:
+    """' whose message mentions 'z' and 'position 3'' for the record's required fragments ('' for none)."""
+    parts = [repr(m) if isinstance(m, str) else " or ".join(map(repr, m)) for m in want["mentions"]]
+    return f" whose message mentions {' and '.join(parts)}" if parts else ""
+
+
+def _missing(message: str, mentions: list) -> list:
+    """The required fragments (or groups of alternatives) that the message does not contain, case-insensitively."""
+    text = message.lower()
+    return [m for m in mentions if not any(a.lower() in text for a in ([m] if isinstance(m, str) else m))]
+
+
+def _written_record(want: Plain) -> dict | None:
+    """A record written by hand in a test, `{"raised": "ValueError", "mentions": ["position"]}` or `{"returned": 3}`,
+    completed to what `raised` records; None when `want` is not one."""
+    if (not isinstance(want, dict) or is_record(want) or ("raised" in want) == ("returned" in want)
+            or not set(want) <= {"raised", "returned", "mentions", "call"}):
+        return None
+    return {"call": "the call", "mentions": [], **want, **({"builtin": True} if "raised" in want else {})}
+
+
+def _diff_record(got: Plain, want: dict, tol: Tol, path: str) -> str | None:
+    """Judge a `raised(...)` record by outcome: the exact builtin exception and what its message names, or the value.
+
+    Messages are the learner's to word: they are never compared with the reference's, only searched for the fragments
+    the test requires (the reference's record carries them, so a submission cannot choose them).
+    """
+    call = want["call"]
+    if not is_record(got):  # not produced by raised(): the probe itself went wrong
+        return f"{path}: expected the outcome of {call}, got {_short(got)}"
+    if "raised" not in want:
+        if "raised" in got:
+            return (f"{path}: expected {call} to return {_short(want['returned'])}, but it raised {got['raised']}: "
+                    f"{_short(got['message'])}")
+        return _diff(got["returned"], want["returned"], tol, f"{path} ({call} returned)")
+    if not want.get("builtin"):
+        raise AssertionError(f"test defect at {path}: the reference raised {want['raised']}, which is not a builtin "
+                             f"exception; a test may only require builtin exception types")
+    if "message" in want and _missing(want["message"], want["mentions"]):
+        raise AssertionError(f"test defect at {path}: the reference's own message does not mention "
+                             f"{_missing(want['message'], want['mentions'])}: {want['message']!r}")
+    expected = f"expected {call} to raise {want['raised']}{_mentions(want)}"
+    if "raised" not in got:
+        return f"{path}: {expected}, but it returned {_short(got['returned'], 100)}"
+    if not got.get("builtin"):
+        return (f"{path}: {expected}, but it raised {got['raised']}, a class of its own (not the builtin exception "
+                f"of that name, whatever it derives from): raise the builtin {want['raised']} itself")
+    if got["raised"] != want["raised"]:
+        hint = " (for a bad value, raise ValueError: KeyError says a key is missing)" if got["raised"] == "KeyError" \
+            else ""
+        return f"{path}: {expected}, but it raised {got['raised']}: {_short(got['message'])}{hint}"
+    missing = _missing(got["message"], want["mentions"])
+    if missing:
+        names = ", ".join(repr(m) if isinstance(m, str) else " or ".join(map(repr, m)) for m in missing)
+        return f"{path}: {expected}; it raised {want['raised']} but its message does not mention {names}: " \
+               f"{_short(got['message'])}"
+    return None
 
 
 def _diff_numeric(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
@@ -123,7 +178,7 @@ def assert_close(got: Plain, want: Plain, tol: Tol = F64, what: str = "output",
     found = _diff(got, want, tol, what)
     if found is None:
         return
-    lines = [found, f"  tolerance: {tol}"]
+    lines = [found] if is_record(want) and "raised" in want else [found, f"  tolerance: {tol}"]  # none for a raise
     for mistake in mistakes:
         try:
             if mistake.matches(got, want):

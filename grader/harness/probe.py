@@ -4,6 +4,9 @@ A probe calls the target and returns plain data; `plain` refuses anything else. 
 """
 from __future__ import annotations
 
+import builtins
+import importlib
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -38,18 +41,60 @@ def plain(value: Any, where: str = "output") -> Plain:
     raise ProbeError(f"{where}: {type(value).__name__} is not plain data (numbers, strings, arrays, lists, dicts)")
 
 
-def raised(fn: Callable, *args, **kwargs) -> dict:
-    """Call fn and record what happened as plain data: {'raised': type name, 'message': str} or {'returned': ...}.
+def raised(fn: Callable, *args, mentions: tuple = (), **kwargs) -> dict:
+    """Call fn(*args, **kwargs) and record what happened as plain data, to be judged by `assert_close`:
 
-    NotImplementedError is not recorded: it propagates, so an unfinished stub fails as unfinished.
+        {'call': 'CharTokenizer.encode', 'raised': 'ValueError', 'builtin': True, 'message': ..., 'mentions': [...],
+         'bases': ['ValueError', 'Exception', 'BaseException', 'object']}
+        {'call': 'CharTokenizer.encode', 'returned': plain data, 'mentions': [...]}
+
+    `builtin` is True only when the exception's class IS the builtin of that name: a class of the submission's own
+    (a subclass of every builtin exception, or one renamed 'ValueError') does not count. A returned value that is not
+    plain data is recorded by its type, '<CharTokenizer object>', so a call that should have raised fails as such.
+    `mentions` is what the message must name when the reference raises (a string, or a list of alternatives of which
+    one must appear; case-insensitive). Call only the target inside: work done here on the result is recorded as the
+    target's exception. NotImplementedError is not recorded: it propagates, so an unfinished stub fails as unfinished.
     """
+    call = getattr(fn, "__qualname__", None)
+    record = {"call": call if type(call) is str and "<" not in call else "the call",
+              "mentions": [m if type(m) is str else list(m) for m in mentions]}
     try:
         value = fn(*args, **kwargs)
     except NotImplementedError:
         raise
     except Exception as error:  # the point is to record any exception type the target raises
-        return {"raised": type(error).__name__, "message": str(error), "bases": [c.__name__ for c in type(error).__mro__]}
-    return {"returned": plain(value)}
+        kind = type(error)
+        name = kind.__name__ if type(kind.__name__) is str else "?"
+        try:
+            message = str(error)
+        except Exception:  # a __str__ of the submission's that raises
+            message = "<the exception could not be printed>"
+        builtin = getattr(builtins, name, None) is kind
+        return {**record, "raised": name, "builtin": builtin,
+                "message": message if type(message) is str else "<not a string>",
+                # the builtin's ancestors, for suites that ask `"ValueError" in record["bases"]`; none for a class of
+                # the submission's own, so deriving from every builtin exception counts for nothing
+                "bases": [c.__name__ for c in kind.__mro__] if builtin else []}
+    try:
+        returned = plain(value)
+    except (ProbeError, RecursionError):
+        name = type(value).__name__
+        returned = f"<{name if type(name) is str else '?'} object>"
+    return {**record, "returned": returned}
+
+
+def is_record(value: Any) -> bool:
+    """True for what `raised` returns (the judge compares such records by outcome, not key by key)."""
+    return type(value) is dict and "call" in value and "mentions" in value and ("raised" in value or "returned" in value)
+
+
+def sibling(module: ModuleType, name: str) -> ModuleType:
+    """Another module of the same target as `module`: sibling(ngram, "tensor") is the tensor module beside it.
+
+    Probes receive one stage module; a stage that builds on an earlier one reaches it here, so the target's own
+    earlier module is used (the reference's beside the reference, the submission's beside the submission).
+    """
+    return importlib.import_module(f"{module.__package__}.{name}")
 
 
 def check_transportable(probe: Callable, inputs: dict) -> None:

@@ -78,8 +78,9 @@ def test_plain_converts_numpy_scalars_and_copies_arrays():
 
 def test_raised_records_exceptions_but_lets_not_implemented_through():
     record = raised(int, "x")
-    assert record["raised"] == "ValueError" and "invalid literal" in record["message"]
-    assert raised(int, "3") == {"returned": 3}
+    assert record["raised"] == "ValueError" and record["builtin"] and "invalid literal" in record["message"]
+    assert raised(int, "3") == {"call": "int", "mentions": [], "returned": 3}
+    assert raised(object)["returned"] == "<object object>"  # not plain data: recorded by its type, not refused
 
     def stub():
         raise NotImplementedError("stage 01 (demo): stub")
@@ -113,17 +114,36 @@ def test_nan_where_nan_is_expected_matches():
         assert_close(np.array([np.inf, 1.0]), np.array([np.nan, 1.0]), F64)
 
 
-def test_raised_records_are_judged_by_exception_kind_not_wording():
-    want = raised(int, "x")  # ValueError
+def test_raised_records_are_judged_by_exact_builtin_type_and_what_the_message_names():
+    want = raised(int, "x", mentions=("literal", ["base 10", "base ten"]))  # ValueError: invalid literal ... base 10
+    assert_close(raised(int, "y"), want, EXACT)  # another input, the same kind and the same named problem
+
+    def wording(message):
+        def call():
+            raise ValueError(message)
+        return call
+    assert_close(raised(wording("not a LITERAL in base 10")), want, EXACT)  # the wording is free, case too
+    with pytest.raises(Mismatch, match="does not mention 'base 10' or 'base ten'"):
+        assert_close(raised(wording("bad literal")), want, EXACT)
+
     class Custom(ValueError):
         pass
-    def custom():
-        raise Custom("another wording entirely")
-    assert_close(raised(custom), want, EXACT)  # a subclass with its own message is fine
-    with pytest.raises(Mismatch, match="expected ValueError to be raised, got TypeError"):
-        assert_close(raised(len, 3), want, EXACT)
-    with pytest.raises(Mismatch, match="expected ValueError to be raised"):
-        assert_close({"returned": 3}, want, EXACT)
+    disguised = type("ValueError", (ValueError, TypeError, KeyError), {"__module__": "builtins"})
+    for kind in (Custom, disguised):
+        def custom(kind=kind):
+            raise kind("invalid literal in base 10")
+        with pytest.raises(Mismatch, match="raise the builtin ValueError itself"):
+            assert_close(raised(custom), want, EXACT)
+    with pytest.raises(Mismatch, match=r"expected int to raise ValueError .*, but it raised TypeError"):
+        assert_close(raised(int, [3]), want, EXACT)
+    with pytest.raises(Mismatch, match=r"^output: expected int to raise ValueError .*, but it returned 3$"):
+        assert_close(raised(int, "3"), want, EXACT)
+    with pytest.raises(Mismatch, match=r"but it returned '<object object>'"):
+        assert_close(raised(object), want, EXACT)
+    with pytest.raises(Mismatch, match=r"expected int to return 3, but it raised ValueError"):
+        assert_close(raised(int, "x"), raised(int, "3"), EXACT)
+    with pytest.raises(Mismatch, match=r"expected the outcome of int, got 3"):
+        assert_close(3, want, EXACT)  # a probe that did not go through raised()
 
 
 def test_none_against_an_array_is_a_clear_mismatch():

@@ -12,24 +12,10 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, F64, Mistake, Tol, assert_close, assert_true, raised, seeded
+from tests.stage01.helpers import VALUE_ERROR, all_contexts
 
 # "hello" with the vocabulary sorted: e=0, h=1, l=2, o=3, so "hello" is [1, 0, 2, 2, 3].
 HELLO = np.array([1, 0, 2, 2, 3], dtype=np.int64)
-
-
-def _is_value_error(record: dict) -> bool:
-    return "raised" in record and "ValueError" in record["bases"]
-
-
-def outcome(record: dict, *words: str) -> dict:
-    """A raised(...) record reduced to what is judged: the error's kind, and whether its message names one of `words`.
-
-    Messages are yours to word, so they are never compared with the reference's, only searched for what they must say.
-    """
-    if "raised" not in record:
-        return {"outcome": "returned without raising", "names_it": False}
-    kind = "ValueError" if "ValueError" in record["bases"] else record["raised"]
-    return {"outcome": kind, "names_it": any(word in record["message"].lower() for word in words) if words else True}
 
 
 # ---------------------------------------------------------------- the tokenizer
@@ -71,19 +57,22 @@ def test_decode_inverts_encode_and_accepts_lists_and_arrays(check):
     assert_close(got["from_array"], got["from_list"], EXACT, "decode(array) vs decode(list)")
 
 
-def probe_unknown_character(m, text: str, bad: str) -> dict:
-    return raised(m.CharTokenizer(text).encode, bad)
+def probe_unknown_character(m, text: str, bad: str, mentions: list) -> dict:
+    tokenizer = m.CharTokenizer(text)
+    return {"unknown": raised(tokenizer.encode, bad, mentions=mentions), "known": tokenizer.encode(text[::-1])}
 
 
 @pytest.mark.concept("unknown-char")
-def test_unknown_character_error_names_the_character_and_its_position(target, reference):
-    inputs = {"text": "hello", "bad": "helzo"}  # 'z' is at index 3
-    for who in (target, reference):
-        got = who.run(probe_unknown_character, **inputs)
-        assert_true(_is_value_error(got), f"{who.target}: encode('helzo') must raise ValueError, got {got}")
-        assert_true("'z'" in got["message"] and "position 3" in got["message"],
-                    f"{who.target}: the message must name the character as 'z' and say 'position 3', "
-                    f"got {got['message']!r}")
+def test_unknown_character_error_names_the_character_and_its_position(check):
+    # 'z' is at index 3; the message names it as repr('z') and says where (the docstring's promise)
+    got = check(probe_unknown_character, text="hello", bad="helzo", mentions=["'z'", "position 3"], tol=EXACT,
+                what="CharTokenizer('hello')", mistakes=(
+                    Mistake("a dict lookup's KeyError escaped: catch it (or check membership) and raise ValueError "
+                            "naming the character and its position", lambda got, want: got["unknown"].get("raised")
+                            == "KeyError"),))
+    assert_close(got["unknown"], {"raised": "ValueError", "mentions": ["'z'", "position 3"]}, EXACT,
+                 "encode('helzo')")
+    assert_close(got["known"], HELLO[::-1], EXACT, "encode('olleh'): known characters still encode")
 
 
 # ---------------------------------------------------------------- the split
@@ -122,17 +111,21 @@ def test_split_cannot_leak(check):
     assert_true(got["train"].max() < got["val"].min(), "every train position must come before every val position")
 
 
-def probe_bad_splits(m, tokens: np.ndarray, fractions: list) -> list:
-    return [outcome(raised(m.train_val_split, tokens, fraction)) for fraction in fractions]
+def probe_bad_splits(m, tokens: np.ndarray, fractions: list) -> dict:
+    return {f"train_val_split(4 tokens, {fraction})": raised(m.train_val_split, tokens, fraction)
+            for fraction in fractions}
 
 
 @pytest.mark.concept("split")
 def test_split_rejects_fractions_that_leave_a_part_empty(check):
     tokens = seeded(103).integers(0, 5, size=4)
-    fractions = [0.0, 1.0, -0.1, 1.5, 0.1]  # the last gives round(0.4) = 0 validation tokens
-    got = check(probe_bad_splits, tokens=tokens, fractions=fractions, tol=EXACT, what="bad splits")
-    for fraction, record in zip(fractions, got):
-        assert_close(record["outcome"], "ValueError", EXACT, f"train_val_split(4 tokens, {fraction})")
+    fractions = [0.0, 1.0, -0.1, 1.5, 0.1, 0.5]  # 0.1 gives round(0.4) = 0 validation tokens; 0.5 is fine: 2 and 2
+    got = check(probe_bad_splits, tokens=tokens, fractions=fractions, tol=EXACT, what="splits of 4 tokens")
+    for fraction in fractions[:-1]:
+        name = f"train_val_split(4 tokens, {fraction})"
+        assert_close(got[name], VALUE_ERROR, EXACT, name)
+    assert_close(got["train_val_split(4 tokens, 0.5)"], {"returned": [tokens[:2], tokens[2:]]}, EXACT,
+                 "train_val_split(4 tokens, 0.5): two tokens each")
 
 
 # ---------------------------------------------------------------- counting
@@ -189,10 +182,6 @@ def probe_distributions(m, tokens: np.ndarray, order: int, vocab_size: int, alph
     model = m.NGramModel(order, vocab_size, alpha, lambdas).fit(tokens)
     return {"dists": np.array([model.distribution(c) for c in contexts]),
             "probs": [model.prob(c, t) for c in contexts for t in range(vocab_size)]}
-
-
-def all_contexts(vocab_size: int, order: int) -> list:
-    return [list(c) for c in np.ndindex(*(vocab_size,) * (order - 1))]
 
 
 @pytest.mark.concept("mle")
@@ -285,8 +274,12 @@ def test_interpolation_extremes(check):
 
 
 def probe_hyperparameters(m, order: int, vocab_size: int, alpha: float, lambdas, words: list) -> dict:
-    record = raised(lambda: np.asarray(m.NGramModel(order, vocab_size, alpha, lambdas).lambdas, dtype=np.float64))
-    return record if "returned" in record else outcome(record, *words)
+    return raised(m.NGramModel, order, vocab_size, alpha, lambdas, mentions=[words])
+
+
+def probe_stored_lambdas(m, order: int, vocab_size: int, alpha: float, lambdas) -> dict:
+    stored = m.NGramModel(order, vocab_size, alpha, lambdas).lambdas
+    return {"lambdas": np.asarray(stored, dtype=np.float64), "dtype": str(np.asarray(stored).dtype)}
 
 
 @pytest.mark.concept("validation")
@@ -298,11 +291,14 @@ def test_bad_interpolation_weights_raise_value_error(check):
     for name, (lambdas, words) in cases.items():
         got = check(probe_hyperparameters, order=3, vocab_size=5, alpha=0.0, lambdas=lambdas, words=words,
                     tol=EXACT, what=f"NGramModel(3, 5, lambdas={lambdas}), {name}")
-        assert_close(got, {"outcome": "ValueError", "names_it": True}, EXACT,
-                     f"NGramModel(3, 5, lambdas={lambdas}), {name}: a ValueError whose message mentions one of {words}")
-    got = check(probe_hyperparameters, order=3, vocab_size=5, alpha=0.0, lambdas=None, words=[], tol=EXACT,
-                what="lambdas=None")
-    assert_close(got, {"returned": np.array([0.0, 0.0, 1.0])}, EXACT, "the stored lambdas for lambdas=None")
+        assert_close(got, {"raised": "ValueError", "mentions": [words]}, EXACT,
+                     f"NGramModel(3, 5, lambdas={lambdas}), {name}")
+    # valid weights are accepted and stored (so a constructor that always raises fails here)
+    for lambdas, stored in ((None, [0.0, 0.0, 1.0]), ((0.2, 0.3, 0.5), [0.2, 0.3, 0.5])):
+        got = check(probe_stored_lambdas, order=3, vocab_size=5, alpha=0.0, lambdas=lambdas, tol=EXACT,
+                    what=f"NGramModel(3, 5, lambdas={lambdas}).lambdas")
+        assert_close(got, {"lambdas": np.array(stored), "dtype": "float64"}, EXACT,
+                     f"the stored lambdas for lambdas={lambdas}")
 
 
 # ---------------------------------------------------------------- scoring
@@ -377,7 +373,7 @@ def probe_greedy(m, tokens: np.ndarray, vocab_size: int, context: list, length: 
     model = m.NGramModel(2, vocab_size).fit(tokens)
     return {"greedy": model.sample(context, length, np.random.default_rng(0), 0.0),
             "nearly_greedy": model.sample(context, length, np.random.default_rng(1), 1e-4),
-            "negative": outcome(raised(model.sample, context, length, np.random.default_rng(2), -0.5))}
+            "negative": raised(model.sample, context, length, np.random.default_rng(2), -0.5)}
 
 
 @pytest.mark.concept("temperature")
@@ -389,7 +385,7 @@ def test_temperature_zero_is_greedy(check):
     assert_close(got["nearly_greedy"], got["greedy"], EXACT, "temperature 1e-4 (p ** 10000) must be greedy here",
                  mistakes=(Mistake("p ** (1 / T) underflowed; use exp((ln p - max ln p) / T)",
                                    lambda got, want: True),))
-    assert_close(got["negative"]["outcome"], "ValueError", EXACT, "sample(..., temperature=-0.5)")
+    assert_close(got["negative"], VALUE_ERROR, EXACT, "sample(..., temperature=-0.5)")
 
 
 def probe_long_sample(m, tokens: np.ndarray, vocab_size: int, length: int, seed: int) -> dict:

@@ -8,85 +8,17 @@ The conventions are in the docstrings of exercises/autograd.py and in docs/02-au
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 import pytest
 
-from grader.harness import (EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised,
-                            seeded)
-
-# ---------------------------------------------------------------- shared by the gradient checks (the hidden suite too)
-
-# Each op as a function of Values. The probes also call it on fresh Values to get the forward value that the
-# central differences perturb, so the check is "your backward agrees with your forward".
-OPS = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b,
-    "radd": lambda x: 2.5 + x,
-    "rsub": lambda x: 2.5 - x,
-    "rmul": lambda x: -1.5 * x,
-    "rtruediv": lambda x: 2.5 / x,
-    "neg": lambda x: -x,
-    "exp": lambda x: x.exp(),
-    "log": lambda x: x.log(),
-    "tanh": lambda x: x.tanh(),
-    "relu": lambda x: x.relu(),
-    "sigmoid": lambda x: x.sigmoid(),
-    "pow3": lambda x: x ** 3,
-    "pow-2": lambda x: x ** -2,
-    "pow0.5": lambda x: x ** 0.5,
-    # every op at once; the relu arguments stay clear of the kink at 0 (a*a + 0.1 > 0, -(b*b) - 0.1 < 0)
-    "composite": lambda a, b, c: ((a * b).tanh() + (c ** 2 + 1).log() - a / (1 + c.exp())
-                                  + (a * a + 0.1).relu() * b.sigmoid() - 3 * (-(b * b) - 0.1).relu() + 2 - c),
-}
-
-
-def gradients_at(m, fn, points: list) -> dict:
-    """At each point: fn's forward value, backward()'s gradients, and central differences of the forward."""
-    values, grads, numeric = [], [], []
-    for point in points:
-        leaves = [m.Value(x) for x in point]
-        out = fn(*leaves)
-        out.backward()
-        values.append(float(out.data))
-        grads.append([float(leaf.grad) for leaf in leaves])
-        at = np.array(point, dtype=np.float64)
-        numeric.append(central_difference(lambda: float(fn(*(m.Value(float(v)) for v in at)).data), at).tolist())
-    return {"value": values, "grads": grads, "numeric": numeric}
-
-
-def probe_gradients(m, op: str, points: list) -> dict:
-    return gradients_at(m, OPS[op], points)
-
-
-def judge_gradients(target, reference, op: str, points: list, mistakes: tuple = (), probe=probe_gradients,
-                    by_hand=None, forward_mistakes: tuple = ()) -> dict:
-    """Forward vs the reference (and vs `by_hand(*point)` when given); backward vs central differences of the target's
-    own forward; backward vs the reference."""
-    got = target.run(probe, op=op, points=points)
-    want = reference.run(probe, op=op, points=points)
-    assert_close(got["value"], want["value"], F64, f"{op}: forward value at {points}", forward_mistakes)
-    if by_hand is not None:
-        assert_close(got["value"], [by_hand(*point) for point in points], F64,
-                     f"{op}: forward value vs the math module", forward_mistakes)
-    assert_close(got["grads"], got["numeric"], GRADCHECK,
-                 f"{op}: backward() gradients vs central differences of your own forward, at {points}", mistakes)
-    assert_close(got["grads"], want["grads"], F64, f"{op}: gradients at {points}", mistakes)
-    return got
+from grader.harness import EXACT, F64, Mistake, Tol, assert_close, assert_true, raised, seeded
+from tests.stage02.helpers import judge_gradients, probe_train
 
 
 def _leaves(graph: dict) -> dict:
     return {name: float(value.grad) for name, value in graph.items()}
-
-
-def outcome(record: dict, error: str) -> str:
-    """A raised(...) record as words that do not depend on the error message: `error` if that (or a subclass of it)
-    was raised, otherwise what happened instead."""
-    if "raised" in record:
-        return error if error in record["bases"] else f"raised {record['raised']}: {record['message'][:100]}"
-    return f"returned {record['returned']!r}"
 
 
 # ---------------------------------------------------------------- forward values
@@ -286,24 +218,25 @@ def test_topological_order_lists_each_node_once_after_its_inputs(check):
 
 
 def probe_deep_chain(m, length: int, x: float) -> dict:
-    def run() -> dict:
-        leaf = m.Value(x)
-        y = leaf
-        for _ in range(length):
-            y = y + leaf  # every step reuses leaf: y = (length + 1) * x
-        y.backward()
-        return {"value": float(y.data), "grad": float(leaf.grad)}
-    return raised(run)
+    leaf = m.Value(x)
+    y = leaf
+    for _ in range(length):
+        y = y + leaf  # every step reuses leaf: y = (length + 1) * x
+    backward = raised(y.backward)  # a recursive topological sort raises RecursionError here
+    return {"backward": backward, "value": float(y.data), "grad": float(leaf.grad)}
+
+
+RECURSION = Mistake("backward() hit Python's recursion limit: build the topological order with an explicit stack of "
+                    "pending nodes instead of recursion", lambda got, want: got["backward"].get("raised")
+                    == "RecursionError")
 
 
 @pytest.mark.concept("deep-graphs")
-def test_backward_through_5000_additions_does_not_hit_the_recursion_limit(target, reference):
-    got = target.run(probe_deep_chain, length=5000, x=0.5)
-    assert_true("returned" in got, f"backward() on a chain of 5000 ops raised {got.get('raised')}: "
-                                   f"{got.get('message', '')[:120]}; build the topological order with an explicit "
-                                   f"stack instead of recursion")
-    assert_close(got, reference.run(probe_deep_chain, length=5000, x=0.5), F64, "a chain of 5000 additions")
-    assert_close(got["returned"], {"value": 5001 * 0.5, "grad": 5001.0}, F64, "y = 5001 x: value and dy/dx")
+def test_backward_through_5000_additions_does_not_hit_the_recursion_limit(check):
+    got = check(probe_deep_chain, length=5000, x=0.5, tol=F64, what="a chain of 5000 additions",
+                mistakes=(RECURSION,))
+    assert_close(got, {"backward": {"returned": None}, "value": 5001 * 0.5, "grad": 5001.0}, F64,
+                 "y = 5001 x: backward() returns, then the value and dy/dx")
 
 
 # ---------------------------------------------------------------- calling backward twice, zero_grad
@@ -362,47 +295,51 @@ def test_zero_grad_resets_so_the_next_backward_starts_fresh(check):
 # ---------------------------------------------------------------- conventions
 
 
-def probe_log_domain(m, x: float) -> str:
-    return outcome(raised(lambda: float(m.Value(x).log().data)), "ValueError")
+def probe_log_domain(m, x: float, fine: float) -> dict:
+    defined = m.Value(fine).log()
+    return {f"log({x})": raised(m.Value(x).log), f"log({fine})": float(defined.data)}
 
 
 @pytest.mark.concept("conventions")
 def test_log_of_zero_raises_value_error(check):
-    got = check(probe_log_domain, x=0.0, tol=EXACT, what="Value(0.0).log()")
-    assert_true(got == "ValueError", f"Value(0.0).log() should raise ValueError (log is defined for x > 0), "
-                                     f"got: {got}")
+    # log is defined for x > 0: log(0) raises ValueError, log(e^2) = 2
+    got = check(probe_log_domain, x=0.0, fine=math.exp(2.0), tol=F64, what="Value(x).log()")
+    assert_close(got, {"log(0.0)": {"raised": "ValueError"}, f"log({math.exp(2.0)})": 2.0}, F64,
+                 "log(0) raises ValueError; log(e^2) = 2")
 
 
 def probe_value_exponent(m, x: float, p: float) -> dict:
     base = m.Value(x)
     squared = base ** 2  # a constant exponent works ...
-    return {"constant": float(squared.data),
-            "value exponent": outcome(raised(lambda: base ** m.Value(p)), "TypeError")}  # ... a Value not
+    return {"constant": float(squared.data), "value exponent": raised(operator.pow, base, m.Value(p))}  # ... a Value not
 
 
 @pytest.mark.concept("conventions")
 def test_power_by_a_value_raises_type_error(check):
-    got = check(probe_value_exponent, x=3.0, p=2.0, tol=EXACT, what="x ** Value(2.0)")
-    assert_close(got["constant"], 9.0, EXACT, "Value(3.0) ** 2")
-    assert_true(got["value exponent"] == "TypeError",
-                f"x ** Value(...) should raise TypeError (the exponent must be a constant number), "
-                f"got {got['value exponent']}")
+    # x ** Value(...) raises TypeError: the exponent must be a constant number
+    got = check(probe_value_exponent, x=3.0, p=2.0, tol=EXACT, what="Value(3.0) ** p")
+    assert_close(got, {"constant": 9.0, "value exponent": {"raised": "TypeError"}}, EXACT,
+                 "Value(3.0) ** 2 is 9; Value(3.0) ** Value(2.0) raises TypeError")
 
 
-def probe_relu_at_zero(m) -> dict:
-    x = m.Value(0.0)
-    y = x.relu()
-    y.backward()
-    return {"relu(0)": float(y.data), "relu'(0)": float(x.grad)}
+def probe_relu_around_zero(m, xs: list) -> dict:
+    result = {}
+    for x in xs:
+        leaf = m.Value(x)
+        y = leaf.relu()
+        y.backward()
+        result[f"relu({x})"], result[f"relu'({x})"] = float(y.data), float(leaf.grad)
+    return result
 
 
 @pytest.mark.concept("conventions")
 def test_relu_gradient_at_zero_is_zero(check):
-    got = check(probe_relu_at_zero, tol=EXACT, what="relu at 0", mistakes=(
+    got = check(probe_relu_around_zero, xs=[0.0, 0.5, -0.5], tol=EXACT, what="relu at 0 and at +-0.5", mistakes=(
         Mistake("relu'(0) = 0 by convention: the gradient is 1 only for x > 0 (use >, not >=)",
-                lambda got, want: got["relu'(0)"] == 1.0),
+                lambda got, want: got["relu'(0.0)"] == 1.0),
     ))
-    assert_close(got, {"relu(0)": 0.0, "relu'(0)": 0.0}, EXACT, "relu(0) and relu'(0)")
+    assert_close(got, {"relu(0.0)": 0.0, "relu'(0.0)": 0.0, "relu(0.5)": 0.5, "relu'(0.5)": 1.0, "relu(-0.5)": 0.0,
+                       "relu'(-0.5)": 0.0}, EXACT, "relu and relu' at 0 (0 and 0 by convention), 0.5 and -0.5")
 
 
 # ---------------------------------------------------------------- numerical_grad
@@ -510,20 +447,6 @@ def test_mlp_zero_grad_clears_every_parameter(check):
     got = check(probe_mlp_zero_grad, seed=3, tol=EXACT, what="MLP.zero_grad()")
     assert_true(got["nonzero before"] > 0, "backward() left every parameter's gradient at 0")
     assert_close(got["grads after"], [0.0] * 13, EXACT, "the 13 parameter gradients after zero_grad()")
-
-
-def probe_train(m, points: list, labels: list, sizes: list, seed: int, steps: int, learning_rate: float) -> dict:
-    model = m.MLP(len(points[0]), sizes, seed=seed)
-    losses = []
-    for _ in range(steps):
-        scores = [model(x)[0] for x in points]
-        loss = sum(((s - y) ** 2 for s, y in zip(scores, labels)), m.Value(0.0)) * (1.0 / len(points))  # mean squared
-        model.zero_grad()
-        loss.backward()
-        for p in model.parameters():
-            p.data -= learning_rate * p.grad  # plain gradient descent
-        losses.append(float(loss.data))
-    return {"losses": losses, "scores": [float(model(x)[0].data) for x in points]}
 
 
 @pytest.mark.concept("training")

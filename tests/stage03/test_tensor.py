@@ -13,124 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import F32, F64, GRADCHECK, Mistake, assert_close, assert_true, central_difference, raised, seeded
-
-# ---------------------------------------------------------------- shared by the gradient checks (other files too)
-
-
-def _axis(axis):
-    """An axis argument as NumPy wants it: inputs cross the sandbox as JSON, where tuples become lists."""
-    return tuple(axis) if isinstance(axis, (list, tuple)) else axis
-
-
-def _swish(m, x):
-    """x * sigmoid(x) as ONE node made with `op`, with a hand-written backward: how later stages build fused ops."""
-    s = 1 / (1 + np.exp(-x.data))
-    out = x.data * s
-    return m.op(out, (x,), lambda g: (g * (s + out * (1 - s)),))  # d(x s)/dx = s + x s (1 - s)
-
-
-def _np_softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-# Each expression twice: on the target's Tensors (m is the stage module) and in plain NumPy, the forward oracle.
-# The probe perturbs the target's own inputs, so the judgment is "your backward agrees with your forward".
-EXPRESSIONS = {
-    "add": (lambda m, a, b: a + b, lambda a, b: a + b),
-    "sub": (lambda m, a, b: a - b, lambda a, b: a - b),
-    "mul": (lambda m, a, b: a * b, lambda a, b: a * b),
-    "div": (lambda m, a, b: a / b, lambda a, b: a / b),
-    "numbers": (lambda m, x: 2.0 * x + x / 4.0 - 3.0 / (1.5 + x * x) + (1.0 - x) - (-x) * 0.5,
-                lambda x: 2.0 * x + x / 4.0 - 3.0 / (1.5 + x * x) + (1.0 - x) - (-x) * 0.5),
-    "neg": (lambda m, x: -x, lambda x: -x),
-    "exp": (lambda m, x: x.exp(), np.exp),
-    "log": (lambda m, x: x.log(), np.log),
-    "tanh": (lambda m, x: x.tanh(), np.tanh),
-    "relu": (lambda m, x: x.relu(), lambda x: np.maximum(x, 0.0)),
-    "sigmoid": (lambda m, x: x.sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
-    "pow": (lambda m, x, p: x ** p, lambda x, p: x ** p),
-    "swish": (_swish, lambda x: x / (1 + np.exp(-x))),
-    "swish_composed": (lambda m, x: x * x.sigmoid(), lambda x: x / (1 + np.exp(-x))),
-    "matmul": (lambda m, a, b: a @ b, lambda a, b: a @ b),
-    "sum": (lambda m, x, axis, keepdims: x.sum(axis=_axis(axis), keepdims=keepdims),
-            lambda x, axis, keepdims: x.sum(axis=_axis(axis), keepdims=keepdims)),
-    "mean": (lambda m, x, axis, keepdims: x.mean(axis=_axis(axis), keepdims=keepdims),
-             lambda x, axis, keepdims: x.mean(axis=_axis(axis), keepdims=keepdims)),
-    "max": (lambda m, x, axis, keepdims: x.max(axis=_axis(axis), keepdims=keepdims),
-            lambda x, axis, keepdims: x.max(axis=_axis(axis), keepdims=keepdims)),
-    # (B, T, C) -> (B, H, T, C/H) and back to (B*H, T*C/H): the attention head split
-    "heads": (lambda m, x: x.reshape(2, 3, 2, 2).transpose(0, 2, 1, 3).reshape((4, 6)),
-              lambda x: x.reshape(2, 3, 2, 2).transpose(0, 2, 1, 3).reshape((4, 6))),
-    "transpose_all": (lambda m, x: x.transpose(), lambda x: x.transpose()),
-    "transpose_axes": (lambda m, x, axes: x.transpose(*axes), lambda x, axes: x.transpose(*axes)),
-    "reshape_tuple": (lambda m, x, shape: x.reshape(tuple(shape)), lambda x, shape: x.reshape(tuple(shape))),
-    "row": (lambda m, x: x[1], lambda x: x[1]),
-    "last": (lambda m, x: x[-1, 2], lambda x: x[-1, 2]),
-    "columns": (lambda m, x: x[:, 1:3], lambda x: x[:, 1:3]),
-    "strided": (lambda m, x: x[..., ::-2], lambda x: x[..., ::-2]),
-    "softmax": (lambda m, x, axis: m.softmax(x, axis=axis), lambda x, axis: _np_softmax(x, axis)),
-    "log_softmax": (lambda m, x, axis: m.log_softmax(x, axis=axis), lambda x, axis: np.log(_np_softmax(x, axis))),
-}
-
-
-def gradients_of(m, f, inputs: list, params: dict, seed: int = 0) -> dict:
-    """Forward value, backward's gradients and central differences of L = sum(f(inputs) * w), all in float64.
-
-    w is a seeded random projection: with a plain sum, a wrong gradient whose entries add up right would pass.
-    """
-    leaves = [m.Tensor(x, requires_grad=True, dtype=np.float64) for x in inputs]
-    out = f(m, *leaves, **params)
-    weights = seeded(seed).standard_normal(out.shape)
-    out.backward(weights)  # dL/dout = w
-    numeric = [central_difference(lambda: float((f(m, *leaves, **params).data * weights).sum()), leaf.data)
-               for leaf in leaves]
-    return {"out": out.data, "dtype": str(out.dtype), "analytic": [leaf.grad for leaf in leaves], "numeric": numeric}
-
-
-def probe_gradients(m, expression: str, inputs: list, params: dict) -> dict:
-    return gradients_of(m, EXPRESSIONS[expression][0], inputs, params)
-
-
-SHAPE_MISTAKE = Mistake("gradient not summed over the broadcast axes: the engine must pass each gradient through "
-                        "unbroadcast(grad, parent.shape), which sums the axes broadcasting added or stretched",
-                        lambda got, want: got is not None and np.shape(got) != np.shape(want))
-
-
-def judge_gradients(target, check, expression: str, inputs: list, params: dict | None = None,
-                    mistakes: tuple = (SHAPE_MISTAKE,), probe=probe_gradients, expressions=EXPRESSIONS) -> dict:
-    """Forward vs NumPy, backward vs central differences of the target's own forward, then both vs the reference."""
-    params = params or {}
-    what = f"{expression}{params or ''} on shapes {[np.shape(x) for x in inputs]}"
-    got = target.run(probe, expression=expression, inputs=inputs, params=params)
-    want = expressions[expression][1](*inputs, **params)
-    assert_close(got["out"], want, F64, f"{what}: forward value (vs NumPy)")
-    assert_true(got["dtype"] == "float64", f"{what}: float64 inputs must give a float64 output, got {got['dtype']}")
-    for i, (analytic, numeric) in enumerate(zip(got["analytic"], got["numeric"])):
-        assert_close(analytic, numeric, GRADCHECK, f"{what}: dL/d(input {i}) from backward() vs central differences",
-                     mistakes)
-    check(probe, tol=GRADCHECK, what=what, expression=expression, inputs=inputs, params=params)  # the reference agrees
-    return got
-
-
-def outcome(expected: str, fn, *args) -> str:
-    """`expected` if fn(*args) raises that exception (or a subclass), else what it did: the same across targets,
-    whose error messages differ."""
-    record = raised(fn, *args)
-    if expected in record.get("bases", []):
-        return expected
-    return f"raised {record['raised']}: {record['message']}" if "raised" in record else "returned without an error"
-
-
-def copied(array: np.ndarray | None) -> np.ndarray | None:
-    """A snapshot of a .grad that may still be None (a probe must not crash on an unfinished engine)."""
-    return None if array is None else np.array(array)
-
-
-def dtype_name(array: np.ndarray | None) -> str | None:
-    return None if array is None else str(array.dtype)
-
+from grader.harness import F32, F64, GRADCHECK, Mistake, assert_close, assert_true, raised, seeded
+from tests.stage03.helpers import (REUSE_MISTAKE, SHAPE_MISTAKE, _np_softmax, copied, dtype_name, judge_gradients,
+                                   probe_unbroadcast)
 
 # ---------------------------------------------------------------- dtypes
 
@@ -183,10 +68,6 @@ def test_float64_on_request_is_kept_by_ops_and_gradients(target, check):
 
 
 # ---------------------------------------------------------------- broadcasting
-
-
-def probe_unbroadcast(m, grad: np.ndarray, shapes: list) -> list:
-    return [m.unbroadcast(grad, tuple(shape)) for shape in shapes]
 
 
 @pytest.mark.concept("unbroadcast")
@@ -292,11 +173,6 @@ def probe_reuse(m, x: np.ndarray, u: np.ndarray) -> dict:
     return {"x": a.grad, "diamond": c.grad}
 
 
-REUSE_MISTAKE = Mistake("a node used several times must receive the SUM of the gradients of all its uses (add to what "
-                        "is there, never overwrite), and its backward must run only after all of them arrived",
-                        lambda got, want: got is not None)
-
-
 @pytest.mark.concept("accumulation")
 def test_a_node_used_twice_gets_the_sum_of_its_gradients(target, check):
     x, u = np.array([1.0, 2.0, 3.0]), np.array([1.0, -1.0])
@@ -339,7 +215,7 @@ def test_backward_twice_accumulates_and_zero_grad_resets(target, check):
 def probe_backward_seed(m, x: np.ndarray, upstream: np.ndarray) -> dict:
     a = m.Tensor(x, requires_grad=True, dtype=np.float64)
     y = a * 3.0
-    without_grad = outcome("ValueError", y.backward)
+    without_grad = raised(y.backward)
     y.backward(upstream)
     given = copied(a.grad)
     a.zero_grad()
@@ -352,8 +228,8 @@ def test_backward_seeds_one_elements_and_demands_grad_otherwise(target, check):
     rng = seeded(6)
     x, upstream = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
     got = target.run(probe_backward_seed, x=x, upstream=upstream)
-    assert_true(got["without_grad"] == "ValueError",
-                f"backward() on a (2, 3) tensor without `grad` must raise ValueError, got {got['without_grad']}")
+    assert_close(got["without_grad"], {"raised": "ValueError"}, F64,
+                 "backward() without `grad` on a (2, 3) tensor (only a one-element tensor is seeded with 1)")
     assert_close(got["given"], 3 * upstream, F64, "y = 3x, y.backward(G): dL/dx = 3 G")
     assert_close(got["one_element"], np.ones((2, 3)), F64, "a one-element (1, 1) tensor is seeded with 1")
     check(probe_backward_seed, x=x, upstream=upstream)  # and the reference agrees
@@ -447,8 +323,14 @@ def test_a_fused_op_made_with_op_matches_the_composed_ops(target, check):
 def probe_gradcheck_correct(m, a: np.ndarray, b: np.ndarray) -> dict:
     a_before = a.copy()
     result = m.gradcheck(lambda x, y: (x * y).tanh().sum(axis=0), [a, b])
+
+    def off_by_one_percent(x, y):
+        """The same function with a backward 1% too large: what a gradcheck that passes anything would miss."""
+        out = (x * y).tanh().sum(axis=0)
+        return m.op(out.data, (out,), lambda g: (1.01 * g,))
     return {"ok": bool(result.ok), "max_error": float(result.max_error),
-            "a_untouched": bool(np.array_equal(a, a_before))}
+            "a_untouched": bool(np.array_equal(a, a_before)),
+            "one_percent_off_ok": bool(m.gradcheck(off_by_one_percent, [a, b]).ok)}
 
 
 @pytest.mark.concept("gradcheck")
@@ -460,6 +342,8 @@ def test_your_gradcheck_passes_a_correct_op(target, check):
     assert_true(got["ok"], f"gradcheck of tanh(a * b).sum(axis=0) must pass (inputs cast to float64), got {got}")
     assert_true(0 <= got["max_error"] < 1e-6, f"max_error of a correct op should be ~1e-9, got {got['max_error']}")
     assert_true(got["a_untouched"], "gradcheck must not modify the caller's input arrays")
+    assert_true(not got["one_percent_off_ok"], "gradcheck passed the same op with a backward 1% too large: it must "
+                                               "compare backward() with central differences, element by element")
     check(probe_gradcheck_correct, tol=GRADCHECK, a=a, b=b)  # and the reference agrees
 
 

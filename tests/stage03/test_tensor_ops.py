@@ -12,7 +12,7 @@ import pytest
 
 from grader.harness import F32, F64, Mistake, assert_close, assert_true, seeded
 
-from .test_tensor import judge_gradients
+from tests.stage03.helpers import judge_gradients
 
 # ---------------------------------------------------------------- matmul
 

@@ -6,32 +6,22 @@ against the same loss composed from the engine's primitive ops. Conventions: exe
 """
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
 import pytest
 
-from grader.harness import F32, F64, GRADCHECK, Mistake, assert_close, assert_true, central_difference, seeded
-
-
-def _tensor(m):
-    """The target's own tensor engine (stage 03), beside its nn module."""
-    return importlib.import_module(m.__package__ + ".tensor")
-
-
-def _grad(tensor) -> np.ndarray:
-    """tensor.grad, or zeros when no gradient reached it: a missing gradient then shows up as zeros in the diff."""
-    return np.zeros(tensor.shape) if tensor.grad is None else tensor.grad
+from grader.harness import F32, F64, GRADCHECK, Mistake, assert_close, assert_true, central_difference, seeded, sibling
+from tests.stage04.helpers import grad_or_zeros
 
 
 def probe_cross_entropy(m, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100) -> dict:
     """The loss, its dtype and shape, and d loss / d logits."""
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     z = T.Tensor(logits, requires_grad=True, dtype=logits.dtype)
     loss = m.cross_entropy(z, targets, ignore_index=ignore_index)
     loss.backward()
-    return {"loss": loss.data, "dtype": str(loss.dtype), "shape": list(loss.shape), "grad": _grad(z)}
+    return {"loss": loss.data, "dtype": str(loss.dtype), "shape": list(loss.shape), "grad": grad_or_zeros(z)}
 
 
 NO_MEAN = Mistake("the per-position losses were summed, not averaged over the N scored positions",
@@ -60,12 +50,12 @@ def test_cross_entropy_by_hand(check):
 
 def probe_gradcheck(m, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100) -> dict:
     """Analytic d loss / d logits next to central differences of the target's own forward, in float64."""
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     z = T.Tensor(logits, requires_grad=True, dtype=np.float64)
     m.cross_entropy(z, targets, ignore_index=ignore_index).backward()
     numeric = central_difference(
         lambda: m.cross_entropy(T.Tensor(logits, dtype=np.float64), targets, ignore_index=ignore_index).item(), logits)
-    return {"analytic": _grad(z), "numeric": numeric}
+    return {"analytic": grad_or_zeros(z), "numeric": numeric}
 
 
 @pytest.mark.concept("cross-entropy-gradient")
@@ -75,14 +65,15 @@ def test_cross_entropy_gradient_matches_central_differences(target, reference):
     targets = rng.integers(0, 6, size=(3, 4))
     targets[0, 1] = targets[2, 3] = -100  # two ignored positions
 
-    for who in (target, reference):
-        got = who.run(probe_gradcheck, logits=logits, targets=targets)
-        assert_close(got["analytic"], got["numeric"], GRADCHECK, f"{who.target}: backward vs central differences")
+    got = target.run(probe_gradcheck, logits=logits, targets=targets)
+    assert_close(got["analytic"], got["numeric"], GRADCHECK, "backward vs central differences of your own forward")
+    assert_close(got, reference.run(probe_gradcheck, logits=logits, targets=targets), GRADCHECK,
+                 "gradient and central differences vs the reference's (a loss that ignores the logits has none)")
 
 
 def probe_composed(m, logits: np.ndarray, targets: np.ndarray) -> dict:
     """The fused loss next to the same loss from primitives: -mean(log_softmax(z)[rows, targets])."""
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     fused_in = T.Tensor(logits, requires_grad=True, dtype=np.float64)
     fused = m.cross_entropy(fused_in, targets)
     fused.backward()
@@ -91,8 +82,8 @@ def probe_composed(m, logits: np.ndarray, targets: np.ndarray) -> dict:
     picked = T.log_softmax(flat)[np.arange(targets.size), targets.reshape(-1)]  # (N,)
     composed = -picked.mean()
     composed.backward()
-    return {"fused": fused.data, "composed": composed.data, "fused grad": _grad(fused_in),
-            "composed grad": _grad(composed_in)}
+    return {"fused": fused.data, "composed": composed.data, "fused grad": grad_or_zeros(fused_in),
+            "composed grad": grad_or_zeros(composed_in)}
 
 
 @pytest.mark.concept("cross-entropy")

@@ -4,23 +4,12 @@ previous one. Conventions: exercises/nn.py and docs/04-nn.md, "Batches" and "The
 """
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F32, Mistake, Tol, assert_close, assert_true, seeded
-
-
-def _ngram(m):
-    """The target's own stage-01 module, beside its nn module."""
-    return importlib.import_module(m.__package__ + ".ngram")
-
-
-def _tensor(m):
-    """The target's own tensor engine (stage 03), beside its nn module."""
-    return importlib.import_module(m.__package__ + ".tensor")
+from grader.harness import EXACT, F32, Mistake, Tol, assert_close, assert_true, seeded, sibling
 
 
 # ---------------------------------------------------------------- get_batch
@@ -168,7 +157,7 @@ def lagged_text(seed: int, length: int, alphabet: str, lag: int, keep: float) ->
 
 def probe_beats_ngram(m, text: str, context: int, steps: int, lr: float, seed: int) -> dict:
     """Train the MLP briefly with plain SGD and score it and a bigram on the same held-out tail, same tokenizer."""
-    ngram = _ngram(m)
+    ngram = sibling(m, "ngram")
     tokenizer = ngram.CharTokenizer(text)
     train, val = ngram.train_val_split(tokenizer.encode(text), 0.2)
     bigram = ngram.NGramModel(2, tokenizer.vocab_size, alpha=0.1).fit(train)
@@ -183,7 +172,7 @@ def probe_beats_ngram(m, text: str, context: int, steps: int, lr: float, seed: i
             p.data -= lr * p.grad  # plain SGD (optimizers are stage 05)
 
     windows = np.lib.stride_tricks.sliding_window_view(val, context + 1)  # every held-out window, exactly once
-    with _tensor(m).no_grad():
+    with sibling(m, "tensor").no_grad():
         mlp_loss = model.loss(windows[:, :-1], windows[:, 1:]).item()
     return {"bigram": bigram.cross_entropy(val), "mlp": mlp_loss, "vocab": tokenizer.vocab_size,
             "estimate": m.estimate_loss(model, val, 64, context, batches=8, seed=0)}

@@ -5,29 +5,19 @@ and initialisations against their stated distributions. Conventions: exercises/n
 """
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F32, F64, GRADCHECK, Mistake, Tol, assert_close, central_difference, seeded
-
-
-def _tensor(m):
-    """The target's own tensor engine (stage 03), beside its nn module."""
-    return importlib.import_module(m.__package__ + ".tensor")
-
-
-def _grad(tensor) -> np.ndarray:
-    """tensor.grad, or zeros when no gradient reached it: a missing gradient then shows up as zeros in the diff."""
-    return np.zeros(tensor.shape) if tensor.grad is None else tensor.grad
+from grader.harness import EXACT, F32, F64, GRADCHECK, Mistake, Tol, assert_close, central_difference, seeded, sibling
+from tests.stage04.helpers import grad_or_zeros
 
 
 # ---------------------------------------------------------------- Linear
 
 
 def probe_linear_forward(m, weight: np.ndarray, bias: np.ndarray, inputs: list) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     layer = m.Linear(*weight.shape, rng=np.random.default_rng(0), dtype=np.float64)
     layer.weight.data[...] = weight
     layer.bias.data[...] = bias
@@ -47,7 +37,7 @@ def test_linear_is_x_at_weight_plus_bias(check):
 
 
 def probe_linear_gradients(m, x: np.ndarray, upstream: np.ndarray) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     layer = m.Linear(x.shape[-1], upstream.shape[-1], rng=np.random.default_rng(1), dtype=np.float64)
     inputs = T.Tensor(x, requires_grad=True, dtype=np.float64)
     (layer(inputs) * upstream).sum().backward()  # L = sum(y * upstream), so dL/dy = upstream
@@ -55,7 +45,7 @@ def probe_linear_gradients(m, x: np.ndarray, upstream: np.ndarray) -> dict:
     def loss() -> float:
         return float((layer(T.Tensor(x, dtype=np.float64)).data * upstream).sum())
 
-    return {"analytic": {"weight": _grad(layer.weight), "bias": _grad(layer.bias), "x": _grad(inputs)},
+    return {"analytic": {"weight": grad_or_zeros(layer.weight), "bias": grad_or_zeros(layer.bias), "x": grad_or_zeros(inputs)},
             "numeric": {"weight": central_difference(loss, layer.weight.data),
                         "bias": central_difference(loss, layer.bias.data), "x": central_difference(loss, x)},
             "x": x, "upstream": upstream}
@@ -142,7 +132,7 @@ def test_embedding_looks_up_rows_for_ids_of_any_shape(check):
 def probe_embedding_gradient(m, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
     table = m.Embedding(5, upstream.shape[-1], rng=np.random.default_rng(2), dtype=np.float64)
     (table(ids) * upstream).sum().backward()
-    return _grad(table.weight)
+    return grad_or_zeros(table.weight)
 
 
 @pytest.mark.concept("embedding")

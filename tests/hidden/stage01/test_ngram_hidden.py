@@ -7,17 +7,10 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, F64, Mistake, assert_close, assert_true, raised, seeded
-from tests.stage01.test_ngram import _is_value_error, outcome  # shared with the visible suite
+from tests.stage01.helpers import VALUE_ERROR, all_contexts
 
 # "banana" with a=0, b=1, n=2.
 BANANA = np.array([1, 0, 2, 0, 2, 0], dtype=np.int64)
-
-
-VALUE_ERROR = {"outcome": "ValueError", "names_it": True}
-
-
-def all_contexts(vocab_size: int, order: int) -> list:
-    return [list(c) for c in np.ndindex(*(vocab_size,) * (order - 1))]
 
 
 # ---------------------------------------------------------------- the tokenizer
@@ -45,26 +38,25 @@ def test_tokenizer_sorts_by_code_point_including_spaces_newlines_and_accents(che
 
 def probe_tokenizer_errors(m, text: str, bad: str, ids: list) -> dict:
     tokenizer = m.CharTokenizer(text)
-    return {"encode": raised(tokenizer.encode, bad), "decode": [raised(tokenizer.decode, [0, i]) for i in ids],
-            "empty_text": raised(m.CharTokenizer, "")}
+    # the message names the character as repr(ch) and its position; decode's names the id
+    return {"encode": raised(tokenizer.encode, bad, mentions=[repr(bad[0]), "position 0"]),
+            **{f"decode([0, {i}])": raised(tokenizer.decode, [0, i], mentions=[str(i)]) for i in ids},
+            "CharTokenizer('')": raised(m.CharTokenizer, ""), "decode([2, 0])": tokenizer.decode([2, 0])}
 
 
 @pytest.mark.concept("unknown-char")
-def test_unknown_newline_at_position_zero_and_out_of_range_ids(target, reference):
-    inputs = {"text": "abc", "bad": "\nabc", "ids": [-1, 3]}
-    for who in (target, reference):
-        got = who.run(probe_tokenizer_errors, **inputs)
-        record = got["encode"]
-        assert_true(_is_value_error(record), f"{who.target}: encode('\\nabc') must raise ValueError, got {record}")
-        assert_true(repr("\n") in record["message"] and "position 0" in record["message"],
-                    f"{who.target}: the message must name the character as {repr(chr(10))} and say 'position 0', "
-                    f"got {record['message']!r}")
-        for token, record in zip(inputs["ids"], got["decode"]):
-            assert_true(_is_value_error(record) and str(token) in record["message"],
-                        f"{who.target}: decode([0, {token}]) with V = 3 must raise ValueError naming {token} "
-                        f"(a negative id must not wrap around), got {record}")
-        assert_true("raised" in got["empty_text"], f"{who.target}: CharTokenizer('') must raise, "
-                                                   f"got {got['empty_text']}")
+def test_unknown_newline_at_position_zero_and_out_of_range_ids(check):
+    got = check(probe_tokenizer_errors, text="abc", bad="\nabc", ids=[-1, 3], tol=EXACT,
+                what="CharTokenizer('abc')", mistakes=(
+                    Mistake("a negative id must not wrap around to the end of the vocabulary: check 0 <= id < V",
+                            lambda got, want: "returned" in got["decode([0, -1])"]),))
+    assert_close(got["encode"], {"raised": "ValueError", "mentions": [repr("\n"), "position 0"]}, EXACT,
+                 "encode('\\nabc')")
+    for token in (-1, 3):
+        assert_close(got[f"decode([0, {token}])"], {"raised": "ValueError", "mentions": [str(token)]}, EXACT,
+                     f"decode([0, {token}]) with V = 3")
+    assert_close(got["CharTokenizer('')"], VALUE_ERROR, EXACT, "CharTokenizer('') (no vocabulary)")
+    assert_close(got["decode([2, 0])"], "ca", EXACT, "decode([2, 0]) of ids in range")
 
 
 # ---------------------------------------------------------------- the split
@@ -75,7 +67,7 @@ def probe_split(m, tokens: np.ndarray, val_fraction: float) -> dict:
 
 
 def probe_bad_split(m, tokens: np.ndarray, val_fraction: float) -> dict:
-    return outcome(raised(lambda: [np.asarray(part) for part in m.train_val_split(tokens, val_fraction)]))
+    return raised(m.train_val_split, tokens, val_fraction)
 
 
 @pytest.mark.concept("split")
@@ -121,8 +113,8 @@ def test_trigram_counts_of_banana_and_short_sequences(check):
 
 def probe_fit_checks(m, vocab_size: int, bad: list, first: np.ndarray, second: np.ndarray) -> dict:
     model = m.NGramModel(2, vocab_size)
-    records = [outcome(raised(lambda tokens=tokens: [np.asarray(c) for c in model.fit(np.asarray(tokens)).counts]),
-                       str(min(tokens) if min(tokens) < 0 else max(tokens)))
+    # the message names the offending token (the docstring's promise)
+    records = [raised(model.fit, np.asarray(tokens), mentions=[str(min(tokens) if min(tokens) < 0 else max(tokens))])
                for tokens in bad]
     refit = m.NGramModel(2, vocab_size).fit(first).fit(second)
     return {"bad": records, "refit": [np.asarray(c) for c in refit.counts]}
@@ -134,7 +126,8 @@ def test_fit_rejects_tokens_outside_the_vocabulary_and_refits_from_scratch(check
     got = check(probe_fit_checks, vocab_size=5, bad=[[0, 1, -1, 2], [0, 5, 1]], first=first, second=second,
                 tol=EXACT, what="fit checks")
     for token, record in zip((-1, 5), got["bad"]):
-        assert_close(record, VALUE_ERROR, EXACT, f"fit with token {token} and V = 5: a ValueError naming {token}")
+        assert_close(record, {"raised": "ValueError", "mentions": [str(token)]}, EXACT,
+                     f"fit with token {token} and V = 5")
     bigrams = np.zeros((5, 5), dtype=np.int64)
     bigrams[4, 4] = 2
     assert_close(got["refit"], [np.array([0, 0, 0, 0, 3]), bigrams], EXACT,
@@ -181,22 +174,30 @@ def test_unseen_trigram_context_falls_to_uniform_inside_the_mixture(check):
 
 
 def probe_hyperparameters(m, cases: list) -> list:
-    records = [raised(lambda case=case: np.asarray(m.NGramModel(*case).lambdas, dtype=np.float64)) for case in cases]
-    return [record if "returned" in record else outcome(record) for record in records]
+    return [raised(m.NGramModel, *case) for case in cases]
+
+
+def probe_accepted_lambdas(m, order: int, vocab_size: int, lambdas: list) -> dict:
+    made = raised(m.NGramModel, order, vocab_size, 0.0, lambdas)
+    if "raised" in made:
+        return made
+    return {"lambdas": np.asarray(m.NGramModel(order, vocab_size, 0.0, lambdas).lambdas, dtype=np.float64)}
 
 
 @pytest.mark.concept("validation")
 def test_hyperparameter_validation_and_rounding_in_the_weights(check):
     cases = [[0, 5, 0.0, None], [3, 5, -1.0, None], [3, 5, 0.0, (0.2, 0.3, 0.501)],
-             [3, 5, 0.0, (0.25, 0.25, 0.25, 0.25)], [4, 5, 0.0, (0.7, 0.1, 0.1, 0.1)]]
+             [3, 5, 0.0, (0.25, 0.25, 0.25, 0.25)]]
     got = check(probe_hyperparameters, cases=cases, tol=EXACT, what="NGramModel(order, V, alpha, lambdas)")
-    for case, record in zip(cases[:4], got[:4]):
+    for case, record in zip(cases, got):
         assert_close(record, VALUE_ERROR, EXACT, f"NGramModel{tuple(case)}")
     # 0.7 + 0.1 + 0.1 + 0.1 is 0.9999999999999999 in floating point: it must be accepted (within 1e-9 of 1)
-    assert_close(got[4], {"returned": np.array([0.7, 0.1, 0.1, 0.1])}, EXACT,
-                 "NGramModel(4, 5, lambdas=(0.7, 0.1, 0.1, 0.1)) must accept weights that sum to 1 up to rounding",
-                 mistakes=(Mistake("compare the sum with 1 within a tolerance (1e-9), not with ==",
-                                   lambda got, want: "raised" in got),))
+    got = check(probe_accepted_lambdas, order=4, vocab_size=5, lambdas=[0.7, 0.1, 0.1, 0.1], tol=EXACT,
+                what="NGramModel(4, 5, lambdas=(0.7, 0.1, 0.1, 0.1))", mistakes=(
+                    Mistake("compare the sum with 1 within a tolerance (1e-9), not with ==",
+                            lambda got, want: "raised" in got),))
+    assert_close(got, {"lambdas": np.array([0.7, 0.1, 0.1, 0.1])}, EXACT,
+                 "NGramModel(4, 5, lambdas=(0.7, 0.1, 0.1, 0.1)).lambdas: weights that sum to 1 up to rounding")
 
 
 def probe_model_everything(m, tokens: np.ndarray, held_out: np.ndarray, order: int, vocab_size: int, alpha: float,
@@ -228,7 +229,7 @@ def probe_scores(m, train: np.ndarray, tokens: np.ndarray, order: int, vocab_siz
     model = m.NGramModel(order, vocab_size).fit(train)
     return {"log_likelihood": model.log_likelihood(tokens), "cross_entropy": model.cross_entropy(tokens),
             "perplexity": model.perplexity(tokens), "bits_per_char": model.bits_per_char(tokens),
-            "too_short": outcome(raised(model.log_likelihood, tokens[:order - 1]))}
+            "too_short": raised(model.log_likelihood, tokens[:order - 1])}
 
 
 @pytest.mark.concept("metrics")
@@ -304,7 +305,7 @@ def probe_context_use(m, tokens: np.ndarray, vocab_size: int, context: list, see
     return {"long": model.sample(context, 25, np.random.default_rng(seed)),
             "last_two": model.sample(context[-2:], 25, np.random.default_rng(seed)),
             "empty": model.sample(context, 0, np.random.default_rng(seed)),
-            "short_context": outcome(raised(model.sample, context[-1:], 5, np.random.default_rng(seed)))}
+            "short_context": raised(model.sample, context[-1:], 5, np.random.default_rng(seed))}
 
 
 @pytest.mark.concept("sampling")

@@ -6,39 +6,20 @@ context-6 MLP beating a trigram on text whose next character copies the one 4 ba
 """
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F32, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, \
-    raised, seeded
-
-
-def _tensor(m):
-    """The target's own tensor engine (stage 03), beside its nn module."""
-    return importlib.import_module(m.__package__ + ".tensor")
-
-
-def _grad(tensor) -> np.ndarray:
-    """tensor.grad, or zeros when no gradient reached it: a missing gradient then shows up as zeros in the diff."""
-    return np.zeros(tensor.shape) if tensor.grad is None else tensor.grad
-
-
-def _ngram(m):
-    """The target's own stage-01 module, beside its nn module."""
-    return importlib.import_module(m.__package__ + ".ngram")
-
-
-def _is(record: dict, error: str) -> bool:
-    return "raised" in record and error in record["bases"]
+from grader.harness import (EXACT, F32, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference,
+                            raised, seeded, sibling)
+from tests.stage04.helpers import grad_or_zeros
 
 
 def build_deep(m, seed: int):
     """Three levels of nesting, a tuple of modules, a list mixing a parameter, a number and a module, and an output
     layer whose weight is tied to (the same Tensor as) the embedding's."""
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     rng = np.random.default_rng(seed)
 
     class Inner(m.Module):
@@ -123,7 +104,7 @@ def probe_atomic_load(m, seed: int) -> dict:
     before = deep.state_dict()
     bad = {name: array + 1.0 for name, array in before.items()}  # every value changed...
     bad["extras.2.lin.bias"] = np.zeros(3, dtype=np.float32)  # ...and the last one mis-shaped
-    record = raised(deep.load_state_dict, bad)
+    record = raised(deep.load_state_dict, bad, mentions=["extras.2.lin.bias", "(3,)", "(2,)"])
     unchanged = [bool(np.array_equal(a, b)) for a, b in zip(deep.state_dict().values(), before.values())]
     good = {name: (array * 2).astype(np.float64) for name, array in before.items()}  # float64 into float32
     deep.load_state_dict(good)
@@ -139,9 +120,8 @@ def probe_atomic_load(m, seed: int) -> dict:
 @pytest.mark.concept("state-dict")
 def test_load_state_dict_is_all_or_nothing_casts_and_copies(check):
     got = check(probe_atomic_load, seed=903, tol=F32, what="loading into the deep model")
-    assert_true(_is(got["error"], "ValueError") and "extras.2.lin.bias" in got["error"]["message"]
-                and "(3,)" in got["error"]["message"] and "(2,)" in got["error"]["message"],
-                f"a mis-shaped key must raise ValueError naming it and both shapes, got {got['error']}")
+    assert_close(got["error"], {"raised": "ValueError", "mentions": ["extras.2.lin.bias", "(3,)", "(2,)"]}, EXACT,
+                 "load_state_dict with a mis-shaped key (the message names the key and both shapes)")
     assert_true(all(got["unchanged"]), f"after a failed load the model must be unchanged (check everything before "
                                        f"copying anything): {got['unchanged']}")
     assert_close(got["dtypes"], ["float32"] * 10, EXACT, "a float64 state loaded into a float32 model stays float32")
@@ -151,7 +131,7 @@ def test_load_state_dict_is_all_or_nothing_casts_and_copies(check):
 
 
 def probe_linear_shapes(m, seed: int, vector: np.ndarray, batch: np.ndarray) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     layer = m.Linear(3, 4, bias=False, rng=np.random.default_rng(seed), std=0.5, dtype=np.float64)
     return {"names": [name for name, _ in layer.named_parameters()], "bias": layer.bias is None,
             "weight": layer.weight.data, "dtype": str(layer.weight.dtype),
@@ -173,7 +153,7 @@ def test_linear_without_bias_on_a_vector_and_a_4d_batch(check):
 
 
 def probe_two_layer_gradcheck(m, x: np.ndarray) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     rng = np.random.default_rng(906)
     first, second = m.Linear(3, 5, rng=rng, dtype=np.float64), m.Linear(5, 2, rng=rng, dtype=np.float64)
     first.bias.data[...] = rng.standard_normal(5)  # non-zero biases so their gradients are tested at a generic point
@@ -184,28 +164,26 @@ def probe_two_layer_gradcheck(m, x: np.ndarray) -> dict:
     loss_of(T.Tensor(x, dtype=np.float64)).backward()
     params = [first.weight, first.bias, second.weight, second.bias]
     numeric = [central_difference(lambda: loss_of(T.Tensor(x, dtype=np.float64)).item(), p.data) for p in params]
-    return {"analytic": [_grad(p) for p in params], "numeric": numeric}
+    return {"analytic": [grad_or_zeros(p) for p in params], "numeric": numeric}
 
 
 @pytest.mark.concept("linear")
 def test_gradients_through_two_linear_layers_match_central_differences(target, reference):
     x = seeded(907).standard_normal((4, 3))
-    for who in (target, reference):
-        got = who.run(probe_two_layer_gradcheck, x=x)
-        assert_close(got["analytic"], got["numeric"], GRADCHECK, f"{who.target}: Linear -> tanh -> Linear gradients")
+    got = target.run(probe_two_layer_gradcheck, x=x)
+    assert_close(got["analytic"], got["numeric"], GRADCHECK, "Linear -> tanh -> Linear: backward vs central "
+                                                             "differences of your own forward")
+    assert_close(got, reference.run(probe_two_layer_gradcheck, x=x), GRADCHECK, "Linear -> tanh -> Linear: "
+                 "gradients and central differences vs the reference's (the same seeded layers)")
 
 
 def probe_embedding_edges(m, seed: int, ids: np.ndarray, upstream: np.ndarray) -> dict:
     table = m.Embedding(3, 2, rng=np.random.default_rng(seed), std=0.1, dtype=np.float64)
     out = table(ids)
     (out * upstream).sum().backward()
-    return {"shape": list(out.shape), "values": out.data, "weight": table.weight.data, "grad": _grad(table.weight),
-            "dtype": str(table.weight.dtype), "too big": raised(_lookup, table, np.array([0, 3])),
-            "negative": raised(_lookup, table, np.array([[1, -1]]))}
-
-
-def _lookup(table, ids: np.ndarray) -> np.ndarray:
-    return table(ids).data
+    return {"shape": list(out.shape), "values": out.data, "weight": table.weight.data, "grad": grad_or_zeros(table.weight),
+            "dtype": str(table.weight.dtype), "too big": raised(table, np.array([0, 3]), mentions=["3"]),
+            "negative": raised(table, np.array([[1, -1]]), mentions=["-1"])}
 
 
 @pytest.mark.concept("embedding")
@@ -222,17 +200,17 @@ def test_embedding_3d_ids_heavy_repeats_and_ids_out_of_range(check):
                  "weight = rng.standard_normal((3, 2)) * std with std=0.1")
     assert_close(got["values"], got["weight"][ids], EXACT, "weight[ids] for (2, 3, 4) ids")
     assert_close(got["grad"], hand, F64, "id 0 used 23 times receives the sum of 23 gradients")
-    for case in ("too big", "negative"):
-        assert_true(_is(got[case], "IndexError"), f"an id outside [0, 3) ({case}) must raise IndexError (a negative "
-                                                  f"id must not wrap around), got {got[case]}")
+    for case, token in (("too big", "3"), ("negative", "-1")):  # a negative id must not wrap around
+        assert_close(got[case], {"raised": "IndexError", "mentions": [token]}, EXACT,
+                     f"an id outside [0, 3) ({case}, {token}): IndexError naming it")
 
 
 def probe_ce_scalar_and_upstream(m, logits: np.ndarray, target: int, scale: float) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     z = T.Tensor(logits, requires_grad=True, dtype=np.float64)
     loss = m.cross_entropy(z, np.array(target))  # logits (V,), a 0-d target
     (loss * scale).backward()
-    return {"loss": loss.data, "shape": list(loss.shape), "grad": _grad(z), "dtype": str(loss.dtype)}
+    return {"loss": loss.data, "shape": list(loss.shape), "grad": grad_or_zeros(z), "dtype": str(loss.dtype)}
 
 
 @pytest.mark.concept("cross-entropy-gradient")
@@ -248,7 +226,7 @@ def test_cross_entropy_of_one_vector_and_the_upstream_gradient(check):
 
 
 def probe_ce_gradcheck(m, logits: np.ndarray, targets: np.ndarray, ignore_index: int) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     z = T.Tensor(logits, requires_grad=True, dtype=np.float64)
     loss = m.cross_entropy(z, targets, ignore_index=ignore_index)
     loss.backward()
@@ -256,7 +234,7 @@ def probe_ce_gradcheck(m, logits: np.ndarray, targets: np.ndarray, ignore_index:
         lambda: m.cross_entropy(T.Tensor(logits, dtype=np.float64), targets, ignore_index=ignore_index).item(), logits)
     flat, kept = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1) != ignore_index
     log_probs = flat - np.log(np.exp(flat).sum(axis=-1, keepdims=True))
-    return {"analytic": _grad(z), "numeric": numeric, "loss": loss.item(),
+    return {"analytic": grad_or_zeros(z), "numeric": numeric, "loss": loss.item(),
             "by hand": float(-log_probs[kept, targets.reshape(-1)[kept]].mean())}
 
 
@@ -265,18 +243,21 @@ def test_cross_entropy_gradcheck_with_a_real_class_as_ignore_index(target, refer
     rng = seeded(910)
     logits, targets = 4 * rng.standard_normal((2, 2, 3, 5)), rng.integers(0, 5, size=(2, 2, 3))
     targets[0, 0, 0] = targets[1, 1, 2] = 2  # at least two ignored
-    for who in (target, reference):
-        got = who.run(probe_ce_gradcheck, logits=logits, targets=targets, ignore_index=2)
-        assert_close(got["analytic"], got["numeric"], GRADCHECK, f"{who.target}: 4-D logits, ignore_index=2")
-        assert_close(got["loss"], got["by hand"], F64, f"{who.target}: mean over targets != 2")
+    inputs = dict(logits=logits, targets=targets, ignore_index=2)
+    got = target.run(probe_ce_gradcheck, **inputs)
+    assert_close(got["loss"], got["by hand"], F64, "4-D logits, ignore_index=2: the loss is the mean over targets != 2")
+    assert_close(got["analytic"], got["numeric"], GRADCHECK, "4-D logits, ignore_index=2: backward vs central "
+                                                             "differences of your own forward")
+    assert_close(got, reference.run(probe_ce_gradcheck, **inputs), GRADCHECK, "4-D logits, ignore_index=2: "
+                 "gradient and central differences vs the reference's")
 
 
 def probe_ce_extreme(m, logits: np.ndarray, targets: np.ndarray) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     z = T.Tensor(logits, requires_grad=True)
     loss = m.cross_entropy(z, targets)
     loss.backward()
-    return {"loss": loss.item(), "grad": _grad(z)}
+    return {"loss": loss.item(), "grad": grad_or_zeros(z)}
 
 
 @pytest.mark.concept("stability")
@@ -292,16 +273,13 @@ def test_cross_entropy_extreme_float32_logits(check):
 
 
 def probe_ce_errors(m, logits: np.ndarray) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     z = T.Tensor(logits, requires_grad=True, dtype=np.float64)
     fine = m.cross_entropy(z, np.array([0, 1])).item()
-    return {"fine": fine, "too big": raised(_loss_value, m, z, np.array([0, 3])),
-            "negative": raised(_loss_value, m, z, np.array([-1, 0])),
-            "wrong shape": raised(_loss_value, m, z, np.array([[0, 1]]))}
-
-
-def _loss_value(m, logits, targets: np.ndarray) -> float:
-    return m.cross_entropy(logits, targets).item()
+    # the messages name the offending target, or both shapes (the docstring's promise)
+    return {"fine": fine, "too big": raised(m.cross_entropy, z, np.array([0, 3]), mentions=["3"]),
+            "negative": raised(m.cross_entropy, z, np.array([-1, 0]), mentions=["-1"]),
+            "wrong shape": raised(m.cross_entropy, z, np.array([[0, 1]]), mentions=["(1, 2)", "(2,)"])}
 
 
 @pytest.mark.concept("ignore-index")
@@ -310,11 +288,11 @@ def test_cross_entropy_rejects_targets_out_of_range_and_of_the_wrong_shape(check
     got = check(probe_ce_errors, logits=logits, tol=F64, what="cross_entropy errors")
     # row 0: uniform, ln 3; row 1 (1, 0, 0) with target 1: log(e + 1 + 1) - 0
     assert_close(got["fine"], (math.log(3) + math.log(2 + math.e)) / 2, F64, "the valid case, (ln 3 + ln(e + 2)) / 2")
-    for case, why in (("too big", "target 3 with V = 3"), ("negative", "target -1 is not the ignore_index -100 and "
-                                                                      "must not wrap around to the last class"),
-                      ("wrong shape", "targets (1, 2) for logits (2, 3)")):
-        assert_true(_is(got[case], "ValueError"), f"cross_entropy must raise ValueError for {why}, got {got[case]}")
-    assert_true("3" in got["too big"]["message"], f"the message must name the target 3: {got['too big']['message']!r}")
+    for case, why, mentions in (
+            ("too big", "target 3 with V = 3", ["3"]),
+            ("negative", "target -1 (not the ignore_index -100; it must not wrap around to the last class)", ["-1"]),
+            ("wrong shape", "targets (1, 2) for logits (2, 3)", ["(1, 2)", "(2,)"])):
+        assert_close(got[case], {"raised": "ValueError", "mentions": mentions}, EXACT, f"cross_entropy, {why}")
 
 
 def probe_batch_edges(m, tokens: list, context: int, seed: int) -> dict:
@@ -331,8 +309,8 @@ def test_get_batch_with_exactly_one_window_and_too_few_tokens(check):
     assert_close([got["x"], got["y"], got["dtypes"]], [np.array([tokens[:5]] * 3), np.array([tokens[1:]] * 3),
                                                        ["int64", "int64"]], EXACT,
                  "6 tokens, context 5: the only window is tokens[0:5] with targets tokens[1:6] (int64 from int32)")
-    assert_true(_is(got["too short"], "ValueError"), f"5 tokens hold no window of 5 plus a target: ValueError, got "
-                                                     f"{got['too short']}")
+    assert_close(got["too short"], {"raised": "ValueError"}, EXACT,
+                 "get_batch of 5 tokens with context 5 (no window of 5 plus a target)")
 
 
 def probe_batch_starts(m, tokens: np.ndarray, context: int, seed: int, calls: int) -> np.ndarray:
@@ -377,19 +355,18 @@ def test_mlp_seeding_reloading_and_window_length(check):
     assert_close([got["stated"]["embedding.weight"], got["stated"]["hidden.weight"], got["stated"]["output.weight"]],
                  [embedding, hidden, output], EXACT, "weights drawn in the order embedding, hidden, output")
     assert_close(got["loss"], math.log(50), Tol(0.0, 0.03, "nearly zero logits"), "initial loss ≈ ln 50")
-    assert_true(_is(got["wrong context"], "ValueError"), f"a window of 2 tokens for a context-3 model must raise "
-                                                         f"ValueError, got {got['wrong context']}")
+    assert_close(got["wrong context"], {"raised": "ValueError"}, EXACT, "a window of 2 tokens for a context-3 model")
     assert_close(got["attributes"], [50, 3], EXACT, "model.vocab_size and model.context")
 
 
 def probe_mlp_gradcheck(m, x: np.ndarray, y: np.ndarray) -> dict:
-    T = _tensor(m)
+    T = sibling(m, "tensor")
     model = m.MLPLanguageModel(4, 3, 2, 5, rng=np.random.default_rng(915))
     for p in model.parameters():  # float64 for the central differences
         p.data = p.data.astype(np.float64)
     model.output.weight.data *= 30  # logits of order 1, so every gradient is well away from 0
     model.loss(x, y).backward()
-    analytic = [_grad(p) for p in model.parameters()]
+    analytic = [grad_or_zeros(p) for p in model.parameters()]
     with T.no_grad():
         numeric = [central_difference(lambda: model.loss(x, y).item(), p.data) for p in model.parameters()]
     return {"analytic": analytic, "numeric": numeric}
@@ -398,10 +375,11 @@ def probe_mlp_gradcheck(m, x: np.ndarray, y: np.ndarray) -> dict:
 @pytest.mark.concept("mlp-lm")
 def test_mlp_gradients_match_central_differences_in_float64(target, reference):
     x, y = seeded(916).integers(0, 4, size=(2, 6, 3))
-    for who in (target, reference):
-        got = who.run(probe_mlp_gradcheck, x=x, y=y)
-        assert_close(got["analytic"], got["numeric"], GRADCHECK, f"{who.target}: MLP parameter gradients "
-                     "(embedding, hidden, output)")
+    got = target.run(probe_mlp_gradcheck, x=x, y=y)
+    assert_close(got["analytic"], got["numeric"], GRADCHECK, "MLP parameter gradients (embedding, hidden, output): "
+                                                             "backward vs central differences of your own forward")
+    assert_close(got, reference.run(probe_mlp_gradcheck, x=x, y=y), GRADCHECK, "MLP parameter gradients and central "
+                 "differences vs the reference's (the same seeded model)")
 
 
 def probe_estimate_more(m, tokens: np.ndarray, seed: int) -> dict:
@@ -429,7 +407,7 @@ def test_estimate_loss_draws_the_asked_batches_and_changes_nothing(check):
 
 
 def probe_beats_trigram(m, text: str, steps: int, seed: int) -> dict:
-    ngram = _ngram(m)
+    ngram = sibling(m, "ngram")
     tokenizer = ngram.CharTokenizer(text)
     train, val = ngram.train_val_split(tokenizer.encode(text), 0.25)
     trigram = ngram.NGramModel(3, tokenizer.vocab_size, alpha=0.05, lambdas=[0.1, 0.3, 0.6]).fit(train)
