@@ -1,6 +1,6 @@
 """`python -m grader [COMMAND]`: one entry for every command; each command lives in the module of the people who use it.
 
-    learner      grader/learner/     progress (no command), check, watch, hint, reset, reveal
+    learner      grader/learner/     progress (no command), check, watch, hint, reset, reveal, submit
     instructor   grader/instructor/  grade, release, gradescope, expected, docs, site, figures; grader/notebooks/:
                                      notebooks, nbgrader-course
 Each of those modules has `register(commands)`, which adds its sub-commands; nothing here imports the sandbox.
@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from . import manifest
-from .learner import hint, progress, reset, reveal, watch
+from .learner import hint, progress, reset, reveal, submit, watch
 from .suites import targets
 
-LEARNER = (progress, watch, hint, reset, reveal)
+LEARNER = (progress, watch, hint, reset, reveal, submit)
 
 
 def build_parser() -> argparse.ArgumentParser:
