@@ -7,64 +7,19 @@ backward pass. The conventions are in the docstrings of exercises/optim.py and i
 """
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
 import pytest
 
 from grader.harness import EXACT, F32, F64, Mistake, Tol, assert_close, assert_true, seeded
-
-# ---------------------------------------------------------------- shared by the probes (the hidden suite too)
-
-
-def tensors(m, arrays: list, dtype=np.float64) -> list:
-    """Leaf Tensors made with the target's own tensor module, holding copies of `arrays`."""
-    tensor = importlib.import_module(m.__package__ + ".tensor")
-    return [tensor.Tensor(np.array(a, dtype=dtype), requires_grad=True, dtype=dtype) for a in arrays]
-
-
-def optimizer(m, params: list, spec: dict):
-    """spec = {"kind": "SGD" | "Adam" | "AdamW", **hyperparameters}; betas may come as a list."""
-    kwargs = {k: (tuple(v) if k == "betas" else v) for k, v in spec.items() if k != "kind"}
-    return getattr(m, spec["kind"])(params, **kwargs)
-
-
-def set_grads(params: list, grads: list, dtype=np.float64) -> None:
-    for p, g in zip(params, grads):
-        p.grad = None if g is None else np.array(g, dtype=dtype)
-
-
-def probe_steps(m, spec: dict, params: list, grads: list, lrs: list | None = None) -> dict:
-    """Step with the given gradients (grads[k][i] for parameter i at step k; None = no gradient), optionally setting
-    `optimizer.lr = lrs[k]` before step k. Returns the parameters after each step and what step() must not change."""
-    ps = tensors(m, params)
-    arrays = [p.data for p in ps]
-    opt = optimizer(m, ps, spec)
-    trajectory, grads_after = [], []
-    for k, step_grads in enumerate(grads):
-        set_grads(ps, step_grads)
-        if lrs is not None:
-            opt.lr = lrs[k]
-        opt.step()
-        trajectory.append([p.data.copy() for p in ps])
-        grads_after.append([None if p.grad is None else p.grad.copy() for p in ps])
-    return {"trajectory": trajectory, "grads_after": grads_after,
-            "same_arrays": all(p.data is a for p, a in zip(ps, arrays)), "steps": [int(s) for s in opt.steps]}
-
+from tests.stage05.helpers import (NOT_IN_PLACE, adam_by_hand, least_squares_gradient, optimizer, probe_clip,
+                                   probe_schedule, probe_steps, resume_inputs, set_grads, tensors)
 
 def rosenbrock_gradient(point: np.ndarray) -> np.ndarray:
     """Gradient of f(x, y) = (1 - x)^2 + 100 (y - x^2)^2, whose minimum is f(1, 1) = 0 at the end of a curved valley."""
     x, y = point
     return np.array([-2.0 * (1.0 - x) - 400.0 * x * (y - x * x), 200.0 * (y - x * x)])
-
-
-def least_squares_gradient(params: list, a: np.ndarray, b: np.ndarray) -> list:
-    """Gradients of 0.5 * |a @ w + c - b|^2 for params = [w (n, k), c (k,)]: a problem whose gradients depend on the
-    parameters, so a resumed run only matches if the parameters AND the optimizer state were restored exactly."""
-    w, c = params
-    residual = a @ w + c - b  # (N, k)
-    return [a.T @ residual, residual.sum(axis=0)]
 
 
 # Hyperparameters that exercise every term of each optimizer at once.
@@ -73,14 +28,6 @@ EVERYTHING = {
     "adam-l2": {"kind": "Adam", "lr": 0.01, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.1},
     "adamw": {"kind": "AdamW", "lr": 0.01, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.1},
 }
-
-
-def not_in_place(got: dict, want: dict) -> bool:
-    return got["same_arrays"] is False
-
-
-NOT_IN_PLACE = Mistake("p.data was replaced by a new array (p.data = p.data - ...); update it in place "
-                       "(p.data -= ...) so that everything holding the array sees the new values", not_in_place)
 
 
 # ---------------------------------------------------------------- SGD
@@ -176,24 +123,6 @@ def test_adam_first_step_moves_each_coordinate_by_lr_times_sign(check):
     assert_close(np.abs(moved[:4]), np.full(4, lr), Tol(1e-4, 0.0, "|g| >= 1e-3, so |g| / (|g| + eps) >= 1 - 1e-5"),
                  "how far the large-gradient coordinates moved (lr)")
     assert_close(np.sign(moved), -np.sign(FIRST_GRAD), EXACT, "direction of the first step (against the gradient)")
-
-
-def adam_by_hand(p: np.ndarray, grads: list, lrs: list, beta1: float, beta2: float, eps: float, weight_decay: float,
-                 decoupled: bool) -> list:
-    """The class docstrings' equations, written out for one parameter (lrs[k] at step k); the trajectory."""
-    m, v, out = np.zeros_like(p), np.zeros_like(p), []
-    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
-        g = np.array(g)
-        if decoupled:
-            p = p - lr * weight_decay * p
-        else:
-            g = g + weight_decay * p
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g * g
-        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
-        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
-        out.append([p])
-    return out
 
 
 @pytest.mark.concept("adam")
@@ -303,18 +232,6 @@ def test_adam_and_nesterov_solve_rosenbrock_from_minus_one_and_a_half_two(target
 # ---------------------------------------------------------------- clipping
 
 
-def probe_clip(m, grads: list, max_norm: float) -> dict:
-    """clip_grad_norm on parameters with the given gradients (None = no gradient)."""
-    ps = tensors(m, [np.zeros_like(np.asarray(g, dtype=np.float64)) if g is not None else np.zeros(2)
-                     for g in grads])
-    set_grads(ps, grads)
-    arrays = [p.grad for p in ps]
-    total = m.clip_grad_norm(ps, max_norm)
-    return {"norm": total, "type": type(total).__name__, "grads": [None if p.grad is None else p.grad.copy()
-                                                                   for p in ps],
-            "same_arrays": all(p.grad is a for p, a in zip(ps, arrays))}
-
-
 PER_PARAMETER = Mistake("each parameter was clipped by its own norm; clip by ONE global norm over all the gradients",
                         lambda got, want: np.allclose(got["grads"][2], [[6.5]]))
 
@@ -348,12 +265,6 @@ def test_clip_is_a_no_op_at_or_under_max_norm(check):
 
 
 # ---------------------------------------------------------------- the schedule
-
-
-def probe_schedule(m, steps: list, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> dict:
-    values = [m.cosine_schedule(s, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup_steps, total_steps=total_steps)
-              for s in steps]
-    return {"values": values, "types": sorted({type(v).__name__ for v in values})}
 
 
 SCHEDULE = {"max_lr": 1.0, "min_lr": 0.1, "warmup_steps": 10, "total_steps": 110}
@@ -475,12 +386,6 @@ def probe_trajectory(m, spec: dict, params: list, a: np.ndarray, b: np.ndarray, 
         opt.step()
         trajectory.append([p.data.copy() for p in ps])
     return {"trajectory": trajectory, "state": opt.state_dict()}
-
-
-def resume_inputs(seed: int, dtype=np.float64) -> dict:
-    rng = seeded(seed)
-    a, b = rng.normal(size=(8, 3)).astype(dtype), rng.normal(size=(8, 2)).astype(dtype)
-    return {"params": [rng.normal(size=(3, 2)).astype(dtype), rng.normal(size=2).astype(dtype)], "a": a, "b": b}
 
 
 @pytest.mark.concept("state-dict")

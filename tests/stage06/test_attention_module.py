@@ -8,59 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, seeded
-from tests.stage06.test_attention import numpy_attention, tensor_module
-from tests.stage06.test_attention_positions import numpy_rope
+from grader.harness import EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, seeded, sibling
+from tests.stage06.helpers import GrowingCache, build, numpy_module, probe_module
 
 ROUNDING = Tol(1e-9, 1e-11, "float64; the NumPy reference sums in another order")
-
-
-def build(m, width: int, heads: int, kv_heads, seed: int, rotary: bool = False, causal: bool = True,
-          bias: bool = False, float64: bool = True):
-    """A MultiHeadAttention from a seed, its parameters cast to float64 (the probes compare in float64)."""
-    module = m.MultiHeadAttention(width, heads, kv_heads, rng=np.random.default_rng(seed), rotary=rotary,
-                                  max_positions=16, causal=causal, bias=bias)
-    if float64:
-        for parameter in module.parameters():
-            parameter.data = parameter.data.astype(np.float64)
-    return module
-
-
-def probe_module(m, x, weights, width: int, heads: int, kv_heads, seed: int, rotary: bool = False,
-                 causal: bool = True, bias: bool = False, numeric: bool = False) -> dict:
-    """Output, parameters, and gradients of L = sum(out * weights) (and central differences for x, if asked)."""
-    tensor = tensor_module(m)
-    module = build(m, width, heads, kv_heads, seed, rotary, causal, bias)
-    leaf = tensor.Tensor(x, requires_grad=True, dtype=np.float64)
-    out = module(leaf)
-    out.backward(weights)
-    result = {"out": out.data, "grad_x": leaf.grad,
-              "parameters": {name: p.data for name, p in module.named_parameters()},
-              "grads": {name: p.grad for name, p in module.named_parameters()}}
-    if numeric:
-        result["numeric_x"] = central_difference(
-            lambda: float((module(tensor.Tensor(x, dtype=np.float64)).data * weights).sum()), x)
-    return result
-
-
-def numpy_module(x: np.ndarray, parameters: dict, heads: int, kv_heads: int, rotary: bool, causal: bool,
-                 split_heads_wrong: bool = False) -> np.ndarray:
-    """Multi-head attention in plain NumPy from the module's own weights (test-side)."""
-    B, T, width = x.shape
-    Dh = width // heads
-
-    def project(name: str, y: np.ndarray) -> np.ndarray:
-        return y @ parameters[f"{name}.weight"] + parameters.get(f"{name}.bias", 0.0)
-
-    def split(y: np.ndarray, n: int) -> np.ndarray:  # (B, T, n·Dh) -> (B, n, T, Dh)
-        return y.reshape(B, n, T, Dh) if split_heads_wrong else y.reshape(B, T, n, Dh).transpose(0, 2, 1, 3)
-
-    q = split(project("query", x), heads)  # (B, H, T, Dh)
-    k, v = split(project("key", x), kv_heads), split(project("value", x), kv_heads)  # (B, Hkv, T, Dh)
-    if rotary:
-        q, k = numpy_rope(q), numpy_rope(k)
-    y = numpy_attention(q, k, v, np.zeros_like(q), causal=causal)["out"]  # (B, H, T, Dh)
-    return project("output", y.transpose(0, 2, 1, 3).reshape(B, T, heads * Dh))
 
 
 @pytest.mark.concept("mha")
@@ -120,7 +71,7 @@ def test_kv_heads_equal_to_heads_is_plain_multi_head(check, target):
 
 
 def probe_module_outputs(m, x, causal: bool) -> np.ndarray:
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     module = m.MultiHeadAttention(8, 4, 2, rng=np.random.default_rng(636), rotary=True, causal=causal)
     return module(tensor.Tensor(x)).data  # float32, as a model runs
 
@@ -145,28 +96,9 @@ def test_module_is_causal(check, target):
 # ---------------------------------------------------------------- decoding with a key/value cache
 
 
-class GrowingCache:
-    """A key/value cache with the interface MultiHeadAttention.forward documents (`length`, `update(layer, k, v)`;
-    `advance(steps)` for GPT.forward), grown by concatenation: test-side and obviously right, where stage 11's KVCache
-    is preallocated. Shared with the suites of stages 07 and 09."""
-
-    def __init__(self) -> None:
-        self.length, self.keys, self.values = 0, {}, {}
-
-    def update(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        past_keys = self.keys.get(layer, k[:, :, :0])[:, :, :self.length]  # (B, Hkv, length, Dh)
-        past_values = self.values.get(layer, v[:, :, :0])[:, :, :self.length]
-        self.keys[layer] = np.concatenate([past_keys, k], axis=2)  # (B, Hkv, length + T, Dh)
-        self.values[layer] = np.concatenate([past_values, v], axis=2)
-        return self.keys[layer], self.values[layer]
-
-    def advance(self, steps: int) -> None:
-        self.length += steps
-
-
 def probe_module_cached(m, x, seed: int, kv_heads, rotary: bool, chunks: list, layer: int) -> dict:
     """The module on x fed in chunks through a GrowingCache, advanced after each chunk, and on all of x at once."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     module = build(m, 8, 4, kv_heads, seed, rotary)
     cache, pieces, lengths, start = GrowingCache(), [], [], 0
     for size in chunks:
@@ -197,7 +129,7 @@ def test_module_fed_in_pieces_through_a_cache_equals_one_pass(check):
 
 def probe_module_gradients_with_a_cache(m, x, weights, seed: int) -> dict:
     """Gradients of L = sum(out * weights) without a cache and through an empty one: the same graph."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     module = build(m, 8, 4, 2, seed, rotary=True)
     result = {}
     for label, cache in (("alone", None), ("cache", GrowingCache())):

@@ -10,55 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, seeded
-from tests.stage06.test_attention import tensor_module
+from grader.harness import F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, seeded, sibling
+from tests.stage06.helpers import (alibi_mistakes, looks_like, numpy_rope, probe_alibi, probe_rope, probe_rope_numeric,
+                                   rope_mistakes)
 
 ROUNDING = Tol(1e-9, 1e-12, "float64; the two sides are computed along different paths")
-
-
-def numpy_rope(x: np.ndarray, offset: int = 0, base: float = 10000.0, interleaved: bool = False,
-               inverse: bool = False) -> np.ndarray:
-    """Test-side RoPE: rotate (x_i, x_{i + Dh/2}) (or neighbours, `interleaved`, a mistake) by (offset + t) θ_i."""
-    Dh, T = x.shape[-1], x.shape[-2]
-    theta = base ** (-np.arange(0, Dh, 2) / Dh)  # (Dh/2,)
-    angles = (offset + np.arange(T))[:, None] * theta * (-1 if inverse else 1)  # (T, Dh/2)
-    c, s = np.cos(angles), np.sin(angles)
-    a, b = (x[..., 0::2], x[..., 1::2]) if interleaved else (x[..., :Dh // 2], x[..., Dh // 2:])
-    out = np.empty_like(x)
-    if interleaved:
-        out[..., 0::2], out[..., 1::2] = a * c - b * s, b * c + a * s
-    else:
-        out[..., :Dh // 2], out[..., Dh // 2:] = a * c - b * s, b * c + a * s
-    return out
-
-
-def probe_rope(m, x, weights, max_positions: int, base: float = 10000.0, offset: int = 0) -> dict:
-    """The tables, apply_rope's output and backward()'s gradient of L = sum(out * weights), in float64."""
-    tensor = tensor_module(m)
-    cos, sin = m.rope_cache(x.shape[-1], max_positions, base)
-    leaf = tensor.Tensor(x, requires_grad=True, dtype=np.float64)
-    out = m.apply_rope(leaf, cos, sin, offset=offset)
-    out.backward(weights)
-    return {"cos": np.asarray(cos), "sin": np.asarray(sin), "out": out.data, "grad": leaf.grad}
-
-
-def looks_like(expected: np.ndarray, key: str = "out"):
-    """A `Mistake.matches` recognising `expected` as a probe's `key` entry or as the array judged itself."""
-    def matches(got, want) -> bool:
-        got = got[key] if isinstance(got, dict) else got
-        return np.shape(got) == np.shape(expected) and np.allclose(got, expected)
-    return matches
-
-
-def rope_mistakes(x: np.ndarray, offset: int = 0, base: float = 10000.0, key: str = "out") -> tuple:
-    return (
-        Mistake("pairs are neighbours (x[2i], x[2i+1]); this stage rotates (x[i], x[i + Dh/2]) (rotate half)",
-                looks_like(numpy_rope(x, offset, base, interleaved=True), key)),
-        Mistake("positions start at 1; they are 0-indexed (the first token is not rotated)",
-                looks_like(numpy_rope(x, offset + 1, base), key)),
-        Mistake("the rotation goes the wrong way: out_a = a cos - b sin, out_b = b cos + a sin",
-                looks_like(numpy_rope(x, offset, base, inverse=True), key)),
-    )
 
 
 # ---------------------------------------------------------------- RoPE
@@ -109,7 +65,7 @@ def test_rope_scores_depend_only_on_the_offset_and_norms_are_kept(check):
 
 def probe_rope_offsets(m, x, offsets: list) -> dict:
     """apply_rope on the whole sequence, and on its tail from each offset p with offset=p."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     cos, sin = m.rope_cache(x.shape[-1], 16)
     full = m.apply_rope(tensor.Tensor(x, dtype=np.float64), cos, sin).data
     tails = [m.apply_rope(tensor.Tensor(x[:, :, p:], dtype=np.float64), cos, sin, offset=p).data for p in offsets]
@@ -128,14 +84,6 @@ def test_rope_offset_equals_slicing_the_full_sequence(check):
                      f"apply_rope(x)[:, :, {p}:] (the tokens sit at positions {p}.. either way)",
                      (Mistake("the offset is ignored: the tail is rotated as if it started at position 0",
                               lambda got, want, p=p: np.allclose(got, numpy_rope(x[:, :, p:]))),))
-
-
-def probe_rope_numeric(m, x, weights, max_positions: int, offset: int = 0) -> np.ndarray:
-    tensor = tensor_module(m)
-    cos, sin = m.rope_cache(x.shape[-1], max_positions)
-    return central_difference(
-        lambda: float((m.apply_rope(tensor.Tensor(x, dtype=np.float64), cos, sin, offset=offset).data * weights).sum()),
-        x)
 
 
 @pytest.mark.concept("rope")
@@ -181,28 +129,6 @@ def test_sinusoidal_values_worked_out_by_hand(check):
 
 
 # ---------------------------------------------------------------- ALiBi
-
-
-def probe_alibi(m, heads: int, T: int, S: int) -> np.ndarray:
-    return np.asarray(m.alibi_bias(heads, T, S))
-
-
-def alibi_mistakes(slopes: np.ndarray, T: int, S: int) -> tuple:
-    def bias(slopes, offset):
-        return slopes[:, None, None] * (np.arange(S)[None, :] - (offset + np.arange(T))[:, None])
-    H = len(slopes)
-    mistakes = [
-        Mistake("the sign is flipped: the bias is slope · (j − i), negative for keys in the past",
-                looks_like(-bias(slopes, S - T))),
-        Mistake("the slopes are in reverse order: head 0 has the steepest slope, 2^(-8/H)",
-                looks_like(bias(slopes[::-1], S - T))),
-        Mistake("the heads are counted from 0: slope_h = 2^(-8h/H) for h = 1..H, so head 0 has 2^(-8/H), not 1",
-                looks_like(bias(2.0 ** (-8.0 * np.arange(H) / H), S - T))),
-    ]
-    if S != T:
-        mistakes.append(Mistake("query i is placed at position i; with S > T keys it sits at S − T + i",
-                                looks_like(bias(slopes, 0))))
-    return tuple(mistakes)
 
 
 @pytest.mark.concept("alibi")

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, F32, F64, Mistake, Tol, assert_close, assert_true, raised, seeded
-from tests.stage05.test_optim import (NOT_IN_PLACE, adam_by_hand, least_squares_gradient, optimizer, probe_clip,
-                                      probe_schedule, probe_steps, resume_inputs, set_grads, tensors)
-
-
-def _raised(record: dict, kind: str) -> bool:
-    return "raised" in record and kind in record["bases"]
+from tests.stage05.helpers import (NOT_IN_PLACE, adam_by_hand, least_squares_gradient, optimizer, probe_clip,
+                                   probe_schedule, probe_steps, resume_inputs, set_grads, tensors)
 
 
 def sgd_by_hand(params: list, grads: list, lrs: list, momentum: float, nesterov: bool, weight_decay: float) -> list:
@@ -145,7 +141,7 @@ def test_clip_leaves_non_finite_gradients_alone_and_rejects_a_negative_max(check
                  "gradients with an inf (left alone: scaling would turn them into NaN)")
     assert_close(got["zero_norm"], 5.0, F64, "the norm returned with max_norm 0")
     assert_close(got["zeroed"], [np.zeros(3), np.zeros(2)], EXACT, "gradients clipped to max_norm 0")
-    assert_true(_raised(got["negative"], "ValueError"), f"max_norm -1 must raise ValueError, got {got['negative']}")
+    assert_close(got["negative"], {"raised": "ValueError"}, EXACT, "clip_grad_norm with max_norm -1")
 
 
 # ---------------------------------------------------------------- the schedule
@@ -154,10 +150,13 @@ def test_clip_leaves_non_finite_gradients_alone_and_rejects_a_negative_max(check
 def probe_schedule_edges(m) -> dict:
     def lr(step, warmup, total):
         return m.cosine_schedule(step, max_lr=3e-4, min_lr=3e-5, warmup_steps=warmup, total_steps=total)
+
+    def error(step, warmup, total):
+        return raised(m.cosine_schedule, step, max_lr=3e-4, min_lr=3e-5, warmup_steps=warmup, total_steps=total)
     return {"no_warmup": [lr(s, 0, 100) for s in (0, 50, 100, 101)],
             "one_step_warmup": [lr(s, 1, 5) for s in (0, 1, 3, 5)],
             "only_warmup": [lr(s, 4, 4) for s in (0, 3, 4, 9)],
-            "errors": [raised(lr, -1, 2, 10), raised(lr, 0, -1, 10), raised(lr, 0, 5, 4)]}
+            "errors": [error(-1, 2, 10), error(0, -1, 10), error(0, 5, 4)]}
 
 
 @pytest.mark.concept("schedule")
@@ -170,7 +169,7 @@ def test_schedule_edge_cases(check):
     # warmup_steps == total_steps: warmup 1/4, 4/4, then min_lr with no cosine (and no division by zero)
     assert_close(got["only_warmup"], [7.5e-5, 3e-4, 3e-5, 3e-5], F64, "warmup_steps=total_steps=4 at 0, 3, 4, 9")
     for record, case in zip(got["errors"], ("step -1", "warmup_steps -1", "total_steps < warmup_steps")):
-        assert_true(_raised(record, "ValueError"), f"cosine_schedule with {case} must raise ValueError, got {record}")
+        assert_close(record, {"raised": "ValueError"}, EXACT, f"cosine_schedule with {case}")
 
 
 def probe_schedule_many(m, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> list:
@@ -204,9 +203,10 @@ def probe_load_errors(m) -> dict:
     wrong_shape = {**good, "exp_avg.0": np.zeros((2, 3))}
     sgd_state = optimizer(m, tensors(m, [np.ones((2, 2)), np.ones(3)]), {"kind": "SGD", "lr": 0.1,
                                                                           "momentum": 0.9}).state_dict()
-    records = {"missing": raised(adam.load_state_dict, missing), "unexpected": raised(adam.load_state_dict, extra),
-               "shape": raised(adam.load_state_dict, wrong_shape), "sgd_into_adam": raised(adam.load_state_dict,
-                                                                                          sgd_state)}
+    # each message names the keys (and for a shape, both shapes): the docstring's promise
+    records = {case: raised(adam.load_state_dict, state, mentions=LOAD_ERRORS[case][1])
+               for case, state in (("missing", missing), ("unexpected", extra), ("shape", wrong_shape),
+                                   ("sgd_into_adam", sgd_state))}
     unchanged = all(np.array_equal(adam.state_dict()[k], before[k]) for k in before)
     # a good load copies: changing the dict afterwards must not reach the optimizer
     fresh = optimizer(m, tensors(m, [np.ones((2, 2)), np.ones(3)]), {"kind": "Adam", "lr": 0.5})
@@ -217,16 +217,16 @@ def probe_load_errors(m) -> dict:
     return {**records, "unchanged_after_failures": unchanged, "loaded": fresh.state_dict(), "good": good}
 
 
+LOAD_ERRORS = {"missing": ("KeyError", ["exp_avg_sq.1"]), "unexpected": ("KeyError", ["momentum_buffer.0"]),
+               "sgd_into_adam": ("KeyError", ["momentum_buffer.0", "exp_avg.0"]),
+               "shape": ("ValueError", ["exp_avg.0", "(2, 2)", "(2, 3)"])}
+
+
 @pytest.mark.concept("state-dict")
 def test_load_state_dict_checks_keys_and_shapes_and_copies(check):
     got = check(probe_load_errors, what="load_state_dict")
-    for case, kind, words in (("missing", "KeyError", ["exp_avg_sq.1"]), ("unexpected", "KeyError",
-                              ["momentum_buffer.0"]), ("sgd_into_adam", "KeyError", ["momentum_buffer.0", "exp_avg.0"]),
-                              ("shape", "ValueError", ["exp_avg.0", "(2, 2)", "(2, 3)"])):
-        record = got[case]
-        assert_true(_raised(record, kind), f"load_state_dict ({case}) must raise {kind}, got {record}")
-        assert_true(all(w in record["message"] for w in words),
-                    f"load_state_dict ({case}): the message must name {words}, got {record['message']!r}")
+    for case, (kind, words) in LOAD_ERRORS.items():
+        assert_close(got[case], {"raised": kind, "mentions": words}, EXACT, f"load_state_dict ({case})")
     assert_true(got["unchanged_after_failures"], "a load_state_dict that raised must leave the optimizer unchanged "
                                                  "(check everything before copying anything)")
     assert_close(got["loaded"], got["good"], EXACT, "state after load_state_dict (then the source dict was changed)",
@@ -265,31 +265,48 @@ def test_state_arrays_are_allocated_once_in_the_parameter_dtype(check):
                                  f"update the arrays allocated in __init__ in place (m *= beta1; m += ...)")
 
 
-def probe_bad_hyperparameters(m) -> dict:
+BAD_HYPERPARAMETERS = {  # case -> (optimizer, keyword arguments, parameter list: "p", "p p" or "")
+    "negative lr": ("SGD", {"lr": -0.1}, "p"),
+    "negative momentum": ("SGD", {"lr": 0.1, "momentum": -0.5}, "p"),
+    "nesterov without momentum": ("SGD", {"lr": 0.1, "nesterov": True}, "p"),
+    "negative weight decay": ("SGD", {"lr": 0.1, "weight_decay": -1.0}, "p"),
+    "beta1 = 1": ("Adam", {"betas": [1.0, 0.999]}, "p"),
+    "beta2 < 0": ("AdamW", {"betas": [0.9, -0.1]}, "p"),
+    "negative eps": ("Adam", {"eps": -1e-8}, "p"),
+    "negative AdamW decay": ("AdamW", {"weight_decay": -0.01}, "p"),
+    "no parameters": ("Adam", {}, ""),
+    "the same parameter twice": ("SGD", {"lr": 0.1}, "p p"),
+}
+
+
+def probe_bad_hyperparameters(m, cases: dict, grad: list) -> dict:
     (p,) = tensors(m, [np.ones(2)])
-    cases = {
-        "negative lr": lambda: m.SGD([p], lr=-0.1),
-        "negative momentum": lambda: m.SGD([p], lr=0.1, momentum=-0.5),
-        "nesterov without momentum": lambda: m.SGD([p], lr=0.1, nesterov=True),
-        "negative weight decay": lambda: m.SGD([p], lr=0.1, weight_decay=-1.0),
-        "beta1 = 1": lambda: m.Adam([p], betas=(1.0, 0.999)),
-        "beta2 < 0": lambda: m.AdamW([p], betas=(0.9, -0.1)),
-        "negative eps": lambda: m.Adam([p], eps=-1e-8),
-        "negative AdamW decay": lambda: m.AdamW([p], weight_decay=-0.01),
-        "no parameters": lambda: m.Adam([]),
-        "the same parameter twice": lambda: m.SGD([p, p], lr=0.1),
-    }
-    fine = {"SGD": m.SGD([p], lr=0.0, momentum=0.0), "Adam": m.Adam([p], betas=(0.0, 0.0), eps=0.0)}
-    return {**{name: raised(make) for name, make in cases.items()}, "accepted": sorted(fine)}
+    result = {name: raised(getattr(m, kind), [p] * len(params.split()),
+                           **{k: tuple(v) if k == "betas" else v for k, v in kwargs.items()})
+              for name, (kind, kwargs, params) in cases.items()}
+    # the edges that are allowed: lr 0, momentum 0, betas (0, 0) and eps 0; each takes a step
+    for name, spec in (("SGD lr 0", {"kind": "SGD", "lr": 0.0, "momentum": 0.0}),
+                       ("Adam betas (0, 0) eps 0", {"kind": "Adam", "lr": 0.1, "betas": [0.0, 0.0], "eps": 0.0})):
+        (q,) = tensors(m, [np.ones(2)])
+        opt = optimizer(m, [q], spec)
+        set_grads([q], [grad])
+        opt.step()
+        result[name] = q.data.copy()
+    return result
 
 
 @pytest.mark.concept("validation")
 def test_bad_hyperparameters_raise_value_error(check):
-    got = check(probe_bad_hyperparameters, tol=EXACT, what="constructors with bad hyperparameters", mistakes=())
-    for case, record in got.items():
-        if case != "accepted":
-            assert_true(_raised(record, "ValueError"), f"{case}: must raise ValueError, got {record}")
-    assert_close(got["accepted"], ["Adam", "SGD"], EXACT, "lr 0, momentum 0, betas (0, 0) and eps 0 are allowed")
+    grad = [0.5, -2.0]
+    got = check(probe_bad_hyperparameters, cases=BAD_HYPERPARAMETERS, grad=grad, tol=F64,
+                what="optimizers with bad (and edge) hyperparameters")
+    for case, (kind, kwargs, params) in BAD_HYPERPARAMETERS.items():
+        assert_close(got[case], {"raised": "ValueError"}, EXACT, f"{kind}([{', '.join(params.split())}], "
+                     f"{', '.join(f'{k}={v}' for k, v in kwargs.items())}): {case}")
+    # lr 0 leaves p alone; Adam with betas (0, 0) and eps 0 steps by lr * g / |g| = lr * sign(g)
+    assert_close({"SGD lr 0": got["SGD lr 0"], "Adam betas (0, 0) eps 0": got["Adam betas (0, 0) eps 0"]},
+                 {"SGD lr 0": np.ones(2), "Adam betas (0, 0) eps 0": np.array([0.9, 1.1])}, F64,
+                 "one step with the edge hyperparameters that are allowed (lr 0; betas (0, 0) and eps 0)")
 
 
 @pytest.mark.concept("state-dict")

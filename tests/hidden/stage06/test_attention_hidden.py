@@ -10,19 +10,14 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import (EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference,
-                            raised, seeded)
-from tests.stage06.test_attention import (attention_inputs, attention_mistakes, judge_attention, numpy_attention,
-                                          probe_attention, probe_composed_attention, probe_outputs, tensor_module)
-from tests.stage06.test_attention_module import build, numpy_module
-from tests.stage06.test_attention_positions import (alibi_mistakes, numpy_rope, probe_alibi, probe_rope,
-                                                    probe_rope_numeric, rope_mistakes)
+from grader.harness import (EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised,
+                            seeded, sibling)
+from tests.stage06.helpers import (alibi_mistakes, attention_inputs, attention_mistakes, build, judge_attention,
+                                   numpy_attention, numpy_module, numpy_rope, probe_alibi, probe_attention,
+                                   probe_composed_attention, probe_outputs, probe_rope, probe_rope_numeric,
+                                   rope_mistakes)
 
 ROUNDING = Tol(1e-9, 1e-11, "float64; the two sides are computed along different paths")
-
-
-def _is_value_error(record: dict) -> bool:
-    return "raised" in record and "ValueError" in record["bases"]
 
 
 # ---------------------------------------------------------------- the fused op: more gradient checks
@@ -69,7 +64,7 @@ def test_large_scores_stay_finite(check):
 
 
 def probe_partial_grads(m, q, k, v, weights, needs: list) -> dict:
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     leaves = [tensor.Tensor(x, requires_grad=name in needs, dtype=np.float64) for name, x in zip("qkv", (q, k, v))]
     m.scaled_dot_product_attention(*leaves, causal=True).backward(weights)
     return {f"grad_{name}": leaf.grad for name, leaf in zip("qkv", leaves)}
@@ -92,7 +87,7 @@ def test_inputs_that_need_no_gradient_get_none(check):
 
 def probe_bias_cases(m, q, k, v, bias, row_shift, padding) -> dict:
     """Attention with a bias, with that bias plus a per-query constant, and with the last key padded away."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
 
     def attend(k, v, bias):
         return m.scaled_dot_product_attention(*(tensor.Tensor(x, dtype=np.float64) for x in (q, k, v)),
@@ -170,7 +165,7 @@ def test_rope_cache_other_base_and_head_dim(check):
 
 
 def probe_rope_errors(m, x) -> dict:
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     cos, sin = m.rope_cache(4, 5)
     out32 = m.apply_rope(tensor.Tensor(x[:, :, :, :4]), cos, sin, offset=1)  # float32, positions 1..3
     return {"odd": raised(m.rope_cache, 5, 8),
@@ -179,22 +174,20 @@ def probe_rope_errors(m, x) -> dict:
 
 
 @pytest.mark.concept("rope")
-def test_rope_errors_and_float32(target, reference):
+def test_rope_errors_and_float32(check):
     x = seeded(669).standard_normal((1, 2, 3, 4))
-    for who in (target, reference):
-        got = who.run(probe_rope_errors, x=x)
-        assert_true(_is_value_error(got["odd"]), f"{who.target}: rope_cache(5, ...) (odd head_dim) must raise "
-                    f"ValueError, got {got['odd']}")
-        assert_true(_is_value_error(got["past_the_table"]), f"{who.target}: apply_rope at positions 3..5 with a "
-                    f"table of 5 positions must raise ValueError, got {got['past_the_table']}")
-        assert_close(got["dtype"], "float32", EXACT, f"{who.target}: apply_rope of a float32 tensor keeps float32")
-        assert_close(got["out32"], numpy_rope(x, offset=1), Tol(1e-6, 1e-6, "float32 rotation"),
-                     f"{who.target}: apply_rope in float32, offset 1", rope_mistakes(x, 1))
+    float32 = Tol(1e-6, 1e-6, "float32 rotation")
+    got = check(probe_rope_errors, x=x, tol=float32, what="RoPE errors and float32")
+    assert_close(got["odd"], {"raised": "ValueError"}, EXACT, "rope_cache(5, ...) (an odd head_dim)")
+    assert_close(got["past_the_table"], {"raised": "ValueError"}, EXACT,
+                 "apply_rope at positions 3..5 with a table of 5 positions")
+    assert_close(got["dtype"], "float32", EXACT, "apply_rope of a float32 tensor keeps float32")
+    assert_close(got["out32"], numpy_rope(x, offset=1), float32, "apply_rope in float32, offset 1", rope_mistakes(x, 1))
 
 
 def probe_rope_pair_scores(m, q, k, pairs: list, base: float) -> list:
     """(R_m q) · (R_n k) for each (m, n), each side rotated on its own with offset m or n."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     cos, sin = m.rope_cache(q.shape[-1], 32, base)
 
     def rotate(x, position):
@@ -237,8 +230,7 @@ def test_sinusoidal_other_dim_and_relative_dot_products(check):
     for s in (1, 4):
         dots = np.einsum("pd,pd->p", table[:-s], table[s:])
         assert_close(dots, np.full(50 - s, np.cos(s * omega).sum()), ROUNDING, f"PE[p] · PE[p + {s}] for every p")
-    assert_true(_is_value_error(got["odd"]), f"sinusoidal_positions(4, 5) (odd dim) must raise ValueError, "
-                f"got {got['odd']}")
+    assert_close(got["odd"], {"raised": "ValueError"}, EXACT, "sinusoidal_positions(4, 5) (an odd dim)")
 
 
 @pytest.mark.concept("alibi")
@@ -255,7 +247,7 @@ def test_alibi_slopes_for_heads_that_are_not_a_power_of_two(check):
 
 def probe_alibi_attention(m, heads: int, T: int) -> np.ndarray:
     """Causal attention with ALiBi where every raw score is 0 and v is the identity: the output is P itself."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     zeros = tensor.Tensor(np.zeros((1, heads, T, T)), dtype=np.float64)
     eye = tensor.Tensor(np.broadcast_to(np.eye(T), (1, heads, T, T)).copy(), dtype=np.float64)
     return m.scaled_dot_product_attention(zeros, zeros, eye, causal=True, bias=m.alibi_bias(heads, T, T)).data
@@ -276,7 +268,7 @@ def test_alibi_attention_prefers_recent_keys(check):
 
 
 def probe_module_cases(m) -> dict:
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     rng = np.random.default_rng(671)
     module = m.MultiHeadAttention(16, 4, kv_heads=1, rng=rng, rotary=True, max_positions=6)
     short = module(tensor.Tensor(np.ones((1, 6, 16)))).shape
@@ -297,12 +289,12 @@ def test_module_multi_query_shapes_buffers_and_errors(check):
     assert_close(got["buffers"], [[6, 2], [6, 2]], EXACT, "rope_cos, rope_sin: (max_positions, Dh // 2)")
     for case, why in (("too_long", "T=7 > max_positions=6 with rotary"), ("width", "width 10 with 4 heads"),
                       ("groups", "4 heads with 3 key/value heads")):
-        assert_true(_is_value_error(got[case]), f"{why} must raise ValueError, got {got[case]}")
+        assert_close(got[case], {"raised": "ValueError"}, EXACT, why)
 
 
 def probe_module_weight_grad(m, x, weights) -> dict:
     """A non-causal module with projection biases: its query weight's gradient and central differences of it."""
-    tensor = tensor_module(m)
+    tensor = sibling(m, "tensor")
     module = build(m, 6, 3, None, 672, causal=False, bias=True)
     out = module(tensor.Tensor(x, dtype=np.float64))
     out.backward(weights)
