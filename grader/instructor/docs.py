@@ -1,5 +1,5 @@
-"""Generated from the manifest by `python -m grader docs`: docs/README.md (the index of stage pages) and the stage
-table in README.md (between the STAGES markers)."""
+"""Generated from the manifest by `python -m grader docs` (and `python -m grader build`): docs/README.md (the index of
+stage pages) and the stage table in README.md (between the STAGES markers)."""
 from __future__ import annotations
 
 import argparse
@@ -48,9 +48,10 @@ def render_readme(current: str) -> str:
 
 
 def write() -> list[str]:
-    INDEX.write_text(render_index(), encoding="utf-8")
-    README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
-    return [str(INDEX.relative_to(ROOT)), str(README.relative_to(ROOT))]
+    """Rewrite both files (UTF-8, '\n' line ends on every platform, so regenerating on Windows changes no byte)."""
+    INDEX.write_text(render_index(), encoding="utf-8", newline="\n")
+    README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8", newline="\n")
+    return [INDEX.relative_to(ROOT).as_posix(), README.relative_to(ROOT).as_posix()]
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

@@ -1,11 +1,11 @@
 """Gradescope: `python -m grader gradescope OUT.zip` builds the autograder; `python -m grader.instructor.gradescope run` grades.
 
-The zip holds setup.sh and run_autograder at its root beside the trusted kit (grader/, tests/ with the hidden suites,
-solutions/, exercises/, requirements.txt, pyproject.toml) and gradescope.json, which fixes the stages and the
-visibility of the hidden tests. On Gradescope the kit lands in /autograder/source and each submission in
-/autograder/submission; run_autograder grades it with grade.grade_one (sandboxed workers, hidden suites included) and
-always leaves /autograder/results/results.json behind, even when the grader itself fails. AUTOGRADER_ROOT replaces
-/autograder, so the whole round trip runs in a test.
+The zip holds setup.sh and run_autograder at its root beside the trusted kit (the tracked files of grader/, tests/
+with the hidden suites, solutions/, requirements.txt and pyproject.toml; exercises/ generated from solutions/, never
+the working copy) and gradescope.json, which fixes the stages and the visibility of the hidden tests. On Gradescope
+the kit lands in /autograder/source and each submission in /autograder/submission; run_autograder grades it with
+grade.grade_one (sandboxed workers, hidden suites included) and always leaves /autograder/results/results.json behind,
+even when the grader itself fails. AUTOGRADER_ROOT replaces /autograder, so the whole round trip runs in a test.
 
 results.json follows https://gradescope-autograders.readthedocs.io/en/latest/specs/: `score`, `execution_time`,
 `output`, and `tests[]` of {name, score, max_score, status, output, visibility, number, tags}.
@@ -24,12 +24,12 @@ from pathlib import Path
 
 from .. import manifest, sandbox
 from ..manifest import ROOT
-from . import grade
+from . import build as derived
+from . import grade, release
 
 CONFIG = "gradescope.json"
 VISIBILITIES = ("after_due_date", "hidden", "visible", "after_published")
-KIT = ("grader", "tests", "solutions", "exercises", "requirements.txt", "pyproject.toml")
-SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
+KIT = ("grader", "tests", "solutions", "requirements.txt", "pyproject.toml")  # and exercises/, generated
 SHOWN = {"after_due_date": "after the due date", "hidden": "to instructors only",
          "after_published": "once grades are published"}
 
@@ -59,17 +59,9 @@ exit 0
 
 
 def _kit_files() -> list[tuple[Path, str]]:
-    """(file, name in the zip) for the trusted kit; no caches, and not the grader's own self-tests."""
-    files = []
-    for entry in KIT:
-        source = ROOT / entry
-        candidates = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-        for path in candidates:
-            relative = path.relative_to(ROOT)
-            if SKIPPED_PARTS & set(relative.parts) or path.suffix == ".pyc" or relative.parts[:2] == ("tests", "grader"):
-                continue
-            files.append((path, relative.as_posix()))
-    return files
+    """(file, name in the zip) for the trusted kit: the files the repository tracks (release.known_files: no
+    untracked file, no cache), not the grader's own self-tests. exercises/ is added apart, generated from solutions/."""
+    return [(ROOT / name, name) for name in release.known_files(KIT) if not name.startswith("tests/grader/")]
 
 
 def _add(archive: zipfile.ZipFile, name: str, text: str, mode: int = 0o644) -> None:
@@ -94,6 +86,8 @@ def build(out: Path, stages: list[str], hidden_visibility: str = "after_due_date
         _add(archive, CONFIG, json.dumps(config, indent=1) + "\n")
         for path, name in _kit_files():
             archive.write(path, name)
+        for name, text in derived.exercise_texts().items():  # the skeleton from the source, never the working copy
+            _add(archive, name, text)
     os.replace(temporary, out)
     return out
 

@@ -1,28 +1,35 @@
-"""`python -m grader release OUT_DIR`: the kit as students receive it.
+"""`python -m grader release OUT_DIR`: the kit as students receive it, built from the sources, never the working tree.
 
-In: exercises/, the visible suites and their stored expected outputs (tests/expected/), the grader, docs/, the
-student notebooks when they exist. Out: solutions/, the hidden suites, instructor notebooks, benchmarks. The release's
-own `python -m pytest` and `python -m grader` run the visible suites against exercises/, judging with the stored
-outputs. `leaks(OUT_DIR)` proves that no solution body and no hidden case made it in.
+In: exercises/ generated from solutions/ (grader/source.py), the visible suites and their stored expected outputs
+(tests/expected/), the grader, docs/, the student notebooks. Out: solutions/, the hidden suites, instructor notebooks,
+benchmarks, and anything git does not track (a learner's files, scratch notebooks, caches). The release's own
+`python -m pytest` and `python -m grader` run the visible suites against exercises/, judging with the stored outputs.
+`leaks(OUT_DIR)` inspects the kit itself: every function of its exercises/ is a stub or a given helper identical to
+the source, and no solution body and no hidden test is anywhere in it.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import gzip
+import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-from .. import manifest
+from .. import manifest, source
 from ..manifest import ROOT
-from ..learner import pristine
 from ..suites import expected
+from ..learner import pristine
+from . import build as derived
 
-SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "exercises", "docs", "grader",
+SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "docs", "grader",
            "tests/__init__.py", "tests/conftest.py", "tests/expected", "tests/grader/__init__.py",
            "tests/grader/test_harness.py", "notebooks/student")
+CACHES = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".grader", ".git"}
+TEXT_SUFFIXES = (".py", ".md", ".ipynb", ".json", ".toml", ".txt", ".cfg", ".sh", ".html")
 RELEASE_NOTE = """> **Student release.** The reference solutions and the hidden tests are not part of this kit: the visible tests
 > compare your code with stored expected outputs (`tests/expected/`), and `python -m pytest` checks `exercises/`.
 
@@ -33,18 +40,73 @@ class ReleaseError(RuntimeError):
     """The release cannot be built (an existing non-empty folder, a missing store)."""
 
 
+# ---------------------------------------------------------------- which files ship: the ones the repository knows
+
+
+def _ls_files(options: tuple[str, ...], entries: tuple[str, ...] | list[str]) -> list[str] | None:
+    """`git ls-files OPTIONS -- ENTRIES` in the repository, as paths relative to it; None when this is no git checkout
+    (or there is no git)."""
+    try:
+        done = subprocess.run(["git", "ls-files", *options, "-z", "--", *entries], cwd=ROOT, capture_output=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return [name for name in done.stdout.decode("utf-8").split("\0") if name]
+
+
+def known_files(entries: tuple[str, ...] | list[str]) -> list[str]:
+    """The files under `entries` (files or folders, relative to the repository) that ship, as '/'-separated paths.
+
+    In a git checkout: the tracked ones, with their working-tree content (an instructor's uncommitted edit ships;
+    untracked and ignored files, a learner's scratch notebook or a cache, never do). Outside one (a downloaded copy):
+    every file but caches and compiled bytecode."""
+    tracked = _ls_files(("--cached",), entries)
+    if tracked is not None:
+        return sorted(name for name in tracked if (ROOT / name).is_file())  # tracked but deleted: gone
+    found = []
+    for entry in entries:
+        path = ROOT / entry
+        candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for candidate in candidates:
+            relative = candidate.relative_to(ROOT)
+            if not CACHES & set(relative.parts) and candidate.suffix != ".pyc":
+                found.append(relative.as_posix())
+    return found
+
+
+def untracked_files(entries: tuple[str, ...] | list[str]) -> list[str]:
+    """Files under `entries` that git does not track and does not ignore: left out of every kit (and said so)."""
+    return _ls_files(("--others", "--exclude-standard"), entries) or []
+
+
 def copy_into(relative: str | Path, out: Path) -> None:
     """ROOT/relative to out/relative (a file or a folder, without caches); nothing when the source is absent."""
-    source = ROOT / relative
-    if not source.exists():
+    source_path = ROOT / relative
+    if not source_path.exists():
         return
     destination = out / relative
     destination.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, destination, dirs_exist_ok=True,
+    if source_path.is_dir():
+        shutil.copytree(source_path, destination, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
     else:
-        shutil.copy2(source, destination)
+        shutil.copy2(source_path, destination)
+
+
+def write_exercises(out: Path) -> list[str]:
+    """out/exercises/: the skeleton generated from solutions/ (never the working exercises/)."""
+    written = []
+    for relative, text in derived.exercise_texts().items():
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", newline="\n")
+        written.append(relative)
+    return written
+
+
+# ---------------------------------------------------------------- the kit
 
 
 def build(out: Path) -> Path:
@@ -53,17 +115,22 @@ def build(out: Path) -> Path:
         raise ReleaseError(f"{out} exists and is not empty; choose a new folder")
     missing = [s.id for s in manifest.stages() if not expected.path_for(s.id).exists()]
     if missing:
-        raise ReleaseError(f"no stored expected outputs for stages {missing}: run `python -m grader expected` first")
+        raise ReleaseError(f"no stored expected outputs for stages {missing}: run `python -m grader build` first")
+    entries = [*SHIPPED, *(s.test_dir(hidden=False) for s in manifest.stages())]
     out.mkdir(parents=True, exist_ok=True)
-    for relative in SHIPPED:
-        copy_into(relative, out)
-    for stage in manifest.stages():
-        copy_into(stage.test_dir(hidden=False), out)
+    for relative in known_files(entries):
+        destination = out / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, destination)
+    write_exercises(out)
     pristine.ship(out)  # grader/pristine/: what `python -m grader reset` restores in a kit without solutions/
     readme = out / "README.md"
-    title, _, rest = readme.read_text().partition("\n")
-    readme.write_text(f"{title}\n\n{RELEASE_NOTE}{rest.lstrip()}")
+    title, _, rest = readme.read_text(encoding="utf-8").partition("\n")
+    readme.write_text(f"{title}\n\n{RELEASE_NOTE}{rest.lstrip()}", encoding="utf-8", newline="\n")
     return out
+
+
+# ---------------------------------------------------------------- the leak check, on the output itself
 
 
 def _normalized(text: str) -> str:
@@ -71,21 +138,94 @@ def _normalized(text: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _reference_only(text: str, found: list[source.Region]) -> set[str]:
+    """Qualified names of the functions defined inside a reference-only region (the skeleton leaves them out)."""
+    spans = [(r.begin, r.end) for r in found if r.function is None]
+    return {name for name, node in derived.functions(text).items()
+            if any(begin < node.lineno - 1 < end for begin, end in spans)}
+
+
+def exercise_problems(folder: Path, shown: str = "exercises") -> list[str]:
+    """What in a copy of exercises/ is not the skeleton: a learner's function with a body, a given helper that differs
+    from the source, reference-only code, a module the source does not generate (empty: none)."""
+    found = []
+    wanted = derived.exercise_texts()
+    present = {f"exercises/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*") if p.is_file()}
+    for relative in sorted(present - set(wanted)):
+        found.append(f"{shown}/{relative.removeprefix('exercises/')} is not generated from solutions/ (a learner's "
+                     f"or an untracked file?)")
+    stage_of = {f"exercises/{s.module}.py": s for s in manifest.stages()}
+    for relative, skeleton_text in wanted.items():
+        name = f"{shown}/{relative.removeprefix('exercises/')}"
+        path = folder / relative.removeprefix("exercises/")
+        if not path.is_file():
+            found.append(f"{name} is missing")
+            continue
+        text = path.read_text(encoding="utf-8")
+        if relative not in stage_of:  # a given module or the package's __init__: exactly as generated
+            if text.splitlines() != skeleton_text.splitlines():
+                found.append(f"{name} differs from the file generated from solutions/")
+            continue
+        origin = f"solutions/{stage_of[relative].module}.py"
+        source_text = (ROOT / origin).read_text(encoding="utf-8")
+        marked = source.regions(source_text, origin)
+        learner = {r.function for r in marked if r.function}
+        hidden_helpers = _reference_only(source_text, marked)
+        given, skeleton_functions = derived.functions(source_text), derived.functions(skeleton_text)
+        try:
+            kit = derived.functions(text)
+        except SyntaxError as error:
+            found.append(f"{name} does not parse (line {error.lineno})")
+            continue
+        for function, node in kit.items():
+            if function in learner:
+                if derived.stub_message(node) is None:
+                    found.append(f"{name}: {function} is the learner's to write, but has a body (a solution?)")
+            elif function in hidden_helpers:
+                found.append(f"{name}: {function} is reference-only code (marked in {origin}), yet it is here")
+            elif function not in given:
+                found.append(f"{name}: {function} is not in {origin}")
+            else:  # a given helper: the source's own code (or its skeleton's, when a learner's function is nested)
+                twin = skeleton_functions[function] if any(f.startswith(f"{function}.") for f in learner) \
+                    else given[function]
+                if ast.dump(node) != ast.dump(twin):
+                    found.append(f"{name}: {function} differs from the given helper in {origin}")
+        absent = sorted(set(skeleton_functions) - set(kit))
+        if absent:
+            found.append(f"{name} lacks {', '.join(absent)}")
+    return found
+
+
 def _solution_bodies() -> list[tuple[str, str]]:
-    """(name, source) of every reference function body that the skeleton leaves to the learner (at least 2 lines)."""
+    """(name, normalized text) of every marked region of at least two lines whose text the skeleton does not also
+    give away (a given helper may hold the same two lines)."""
+    skeletons = "\n".join(_normalized(t) for t in derived.exercise_texts().values())
     bodies = []
     for stage in manifest.stages():
-        source = (ROOT / "solutions" / f"{stage.module}.py").read_text()
-        exercise = (ROOT / "exercises" / f"{stage.module}.py").read_text()
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                body = node.body[1:] if ast.get_docstring(node) is not None else node.body
-                if not body:
-                    continue
-                text = _normalized("\n".join(source.splitlines()[body[0].lineno - 1: body[-1].end_lineno]))
-                if text.count("\n") >= 1 and text not in _normalized(exercise):  # given helpers are not leaks
-                    bodies.append((f"{stage.module}.{node.name}", text))
+        origin = f"solutions/{stage.module}.py"
+        lines = (ROOT / origin).read_text(encoding="utf-8").splitlines()
+        for region in source.regions("\n".join(lines) + "\n", origin):
+            text = _normalized("\n".join(lines[region.begin + 1:region.end]))
+            if text.count("\n") >= 1 and text not in skeletons:
+                bodies.append((f"{stage.module}.{region.function or f'(reference-only code, line {region.begin + 1})'}",
+                               text))
     return bodies
+
+
+def _readable(path: Path) -> str | None:
+    """A file's text as a reader would search it: notebooks by their cells' sources, stores decompressed."""
+    try:
+        if path.name.endswith(".gz"):
+            return gzip.decompress(path.read_bytes()).decode("utf-8", "replace")
+        if path.suffix not in TEXT_SUFFIXES:
+            return None
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".ipynb":
+            cells = json.loads(text).get("cells", [])
+            text += "\n" + "\n".join("".join(c.get("source", [])) for c in cells)
+        return text
+    except (OSError, ValueError):
+        return None
 
 
 def leaks(out: Path) -> list[str]:
@@ -95,41 +235,48 @@ def leaks(out: Path) -> list[str]:
         found.append("solutions/ is present")
     if (out / "tests" / "hidden").exists():
         found.append("tests/hidden/ is present")
-    texts = {p: p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix in
-             (".py", ".md", ".ipynb", ".json", ".toml", ".txt")}
-    texts |= {p: gzip.decompress(p.read_bytes()).decode("utf-8", "replace") for p in out.rglob("*.gz")}
+    found += exercise_problems(out / "exercises")
+    shipped = out / pristine.SHIPPED.relative_to(ROOT)
+    if shipped.is_dir():  # the kit's copy of the skeleton, for `reset`: held to the same rule
+        found += exercise_problems(shipped, shipped.relative_to(out).as_posix())
+    texts = {p: t for p in sorted(out.rglob("*")) if p.is_file() and (t := _readable(p)) is not None}
     normalized = {p: _normalized(t) for p, t in texts.items()}
+    line_sets = {p: set(t.splitlines()) for p, t in normalized.items()}  # a cheap test before the substring search
     for name, body in _solution_bodies():
+        lines = set(body.splitlines())
         for path, text in normalized.items():
-            if body in text:
-                found.append(f"{path.relative_to(out)} contains the body of {name}")
-    hidden_names = set()
+            if lines <= line_sets[path] and body in text:
+                found.append(f"{path.relative_to(out).as_posix()} contains the body of {name}")
+    hidden_names, visible_names = set(), set()
     for stage in manifest.stages():
         for path in (ROOT / stage.test_dir(hidden=True)).glob("test_*.py"):
             hidden_names.add(path.stem)
-            for node in ast.parse(path.read_text()).body:
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
                 if isinstance(node, ast.FunctionDef) and node.name.startswith(("test_", "probe_")):
                     hidden_names.add(node.name)
-    visible_names = set()
-    for stage in manifest.stages():
         for path in (ROOT / stage.test_dir(hidden=False)).glob("test_*.py"):
-            visible_names |= {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+            visible_names |= {n.name for n in ast.parse(path.read_text(encoding="utf-8")).body
+                              if isinstance(n, ast.FunctionDef)}
+    words = {p: set(re.findall(r"\w+", t)) for p, t in texts.items()}  # a name counts only as a whole word
     for name in sorted(hidden_names - visible_names):
-        whole_word = re.compile(rf"\b{re.escape(name)}\b")
-        for path, text in texts.items():
-            if whole_word.search(text):
-                found.append(f"{path.relative_to(out)} names the hidden {name}")
+        for path in texts:
+            if name in words[path]:
+                found.append(f"{path.relative_to(out).as_posix()} names the hidden {name}")
     return found
 
 
 def cmd_release(args: argparse.Namespace) -> int:
     """Build the student kit: no solutions, no hidden tests; visible tests judged by stored outputs."""
     out = build(Path(args.out))
+    left_out = untracked_files([*SHIPPED, "exercises"])
+    if left_out:
+        print(f"left out {len(left_out)} untracked file{'s' if len(left_out) > 1 else ''} (commit what should ship): "
+              f"{', '.join(left_out[:8])}{' ...' if len(left_out) > 8 else ''}")
     found = leaks(out)
     if found:
         print("error: the release leaks the reference:\n  " + "\n  ".join(found), file=sys.stderr)
         return 1
-    print(f"wrote the student release to {out} (checked: no solution body, no hidden test)")
+    print(f"wrote the student release to {out} (checked: exercises/ is the skeleton, no solution body, no hidden test)")
     return 0
 
 

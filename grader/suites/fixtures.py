@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Callable
 
@@ -28,8 +29,9 @@ if TYPE_CHECKING:  # the sandbox is imported only when --sandbox is given
     from ..sandbox import Sandbox
 
 # what tests/conftest.py star-imports: pytest finds hooks and fixtures there by name
-__all__ = ["pytest_addoption", "pytest_configure", "pytest_sessionfinish", "pytest_runtest_makereport", "Subject",
-           "_sandbox", "target", "reference", "check"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_sessionfinish", "pytest_runtest_makereport",
+           "pytest_report_header", "pytest_collection_finish", "pytest_terminal_summary", "Subject", "_sandbox",
+           "target", "reference", "check"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "expected outputs in tests/expected/ (a student release)")
     group.addoption("--record-expected", action="store_true",
                     help="store the reference's outputs of the visible suites in tests/expected/ (instructors)")
+    group.addoption("--expected-store", default=None, metavar="DIR",
+                    help="where stored outputs are read and recorded (default tests/expected/; `build --check` "
+                         "records into a temporary one)")
     group.addoption("--sandbox", action="store_true",
                     help="run the target's code only in a sandboxed worker process (grader/sandbox/)")
     group.addoption("--probe-timeout", type=float, default=60.0, help="with --sandbox: seconds per probe call")
@@ -102,15 +107,83 @@ def _reference_kind(config: pytest.Config) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    store = Path(config.getoption("--expected-store") or expected.STORE)
+    config.expected_store = store
     config.expected_recorder = expected.Recorder() if config.getoption("--record-expected") else None
-    config.expected_replayer = expected.Replayer() if _reference_kind(config) == "stored" else None
+    config.expected_replayer = expected.Replayer(store) if _reference_kind(config) == "stored" else None
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     recorder = session.config.expected_recorder
     if recorder is not None and session.testsfailed == 0:
-        for path in recorder.write():
-            print(f"\nwrote {path.relative_to(ROOT)}")
+        for path in recorder.write(session.config.expected_store):
+            print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+# ---------------------------------------------------------------- which code a run tests, said in words
+# `python -m pytest tests/stage01` in the instructors' copy tests the reference: "21 passed" must not read as a pass of
+# the learner's exercises/, so the header and the last lines say what ran against what.
+
+
+def _tested(config: pytest.Config) -> str:
+    """What the stage suites run, and what they compare it with, in words."""
+    spec = config.getoption("--target")
+    if spec == "solutions":
+        return "solutions/ (the reference), not your code in exercises/"
+    if spec == "exercises":
+        tested = "exercises/ (your code)"
+    elif spec in targets.NAMED:
+        tested = f"{spec} ({targets.NAMED[spec]})"
+    else:
+        tested = f"the submission at {Path(spec).expanduser().resolve()}"
+    return f"{tested} against {_judge(config)}"
+
+
+def _judge(config: pytest.Config) -> str:
+    if _reference_kind(config) == "stored":
+        store = config.expected_store.resolve()
+        shown = store.relative_to(ROOT).as_posix() if store.is_relative_to(ROOT) else str(store)
+        return f"the stored expected outputs in {shown}/"
+    return "solutions/ (the reference)"
+
+
+def _stages_asked(config: pytest.Config) -> set[str]:
+    """The stages of the suites a run collected, or (before collection) of the paths it was given."""
+    if hasattr(config, "workbook_stages"):
+        return config.workbook_stages
+    found = (manifest.stage_of_test_path(Path(arg.split("::")[0]).resolve()) for arg in config.args)
+    return {f[0].id for f in found if f is not None}
+
+
+def _your_code_command(config: pytest.Config) -> str:
+    ids = sorted(_stages_asked(config))
+    if len(ids) == 1:
+        return f"`python -m grader check {ids[0]}` (or `python -m pytest tests/stage{ids[0]} --target exercises`)"
+    return "`python -m grader check NN` (or `python -m pytest tests/stageNN --target exercises`)"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [f"workbook: testing {_tested(config)}"]
+    if config.getoption("--target") == "solutions":
+        lines.append(f"workbook: to test your own code in exercises/, run {_your_code_command(config)}")
+    return lines
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.workbook_stages = {found[0].id for item in session.items
+                                      if (found := manifest.stage_of_test_path(item.path)) is not None}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not getattr(config, "workbook_stages", None):
+        return  # no stage suite ran (the grader's own tests): there is no target to name
+    ids = sorted(config.workbook_stages)
+    terminalreporter.write_line(f"workbook: {'stage' if len(ids) == 1 else 'stages'} {', '.join(ids)} tested "
+                                f"{_tested(config)}.",
+                                bold=True, yellow=config.getoption("--target") == "solutions")
+    if config.getoption("--target") == "solutions":
+        terminalreporter.write_line(f"workbook: to test your own code in exercises/, run {_your_code_command(config)}.",
+                                    yellow=True)
 
 
 @pytest.fixture(scope="session")
