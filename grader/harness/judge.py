@@ -58,6 +58,8 @@ def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
     """None when got matches want within tol; otherwise a description of the first difference."""
     if is_record(want) or (is_record(got) and _written_record(want)):
         return _diff_record(got, _written_record(want) or want, tol, path)
+    if is_record(got) and "raised" in got:  # the probe let a call's exception stand for its output
+        return f"{path}: expected {_short(want)}, but {got['call']} raised {got['raised']}: {_short(got['message'])}"
     if isinstance(want, dict):
         if not isinstance(got, dict) or set(got) != set(want):
             keys = sorted(got) if isinstance(got, dict) else type(got).__name__

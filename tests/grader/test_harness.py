@@ -144,6 +144,8 @@ def test_raised_records_are_judged_by_exact_builtin_type_and_what_the_message_na
         assert_close(raised(int, "x"), raised(int, "3"), EXACT)
     with pytest.raises(Mismatch, match=r"expected the outcome of int, got 3"):
         assert_close(3, want, EXACT)  # a probe that did not go through raised()
+    with pytest.raises(Mismatch, match=r"expected \{'merges': \[1\]\}, but int raised ValueError"):
+        assert_close(want, {"merges": [1]}, EXACT)  # a record where the reference gave plain data
 
 
 def test_none_against_an_array_is_a_clear_mismatch():

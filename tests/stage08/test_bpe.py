@@ -16,18 +16,7 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, Mistake, assert_close, assert_true, raised, seeded
-
-EOT = "<|endoftext|>"
-
-# Multi-byte characters (2, 3 and 4 bytes), emoji with a skin tone and a zero-width joiner, combining marks, and
-# whitespace of every kind, so that round trips and streaming meet every awkward case.
-ALPHABET = ["a", "b", "e", "s", "t", " ", " ", "  ", "\n", "\t", "\r\n", "é", "ß", "中", "文", "😀", "👍🏽", "👩‍💻",
-            "e\u0301", "n\u0303", "\u00a0", "\u3000", "'s", "'ll", "7", "42", "!", "?!", ".", "𝔸", "한"]
-
-
-def random_string(rng: np.random.Generator, length: int, alphabet: list = ALPHABET) -> str:
-    return "".join(rng.choice(alphabet, size=length).tolist())
-
+from tests.stage08.helpers import EOT, merges_as_lists, random_string
 
 def corpus(seed: int, n_words: int, special: str | None = EOT) -> str:
     """A seeded text of word-like runs (so that merges have something to find) with Unicode and document breaks."""
@@ -38,14 +27,6 @@ def corpus(seed: int, n_words: int, special: str | None = EOT) -> str:
     chosen = rng.choice(words, size=n_words).tolist()
     gaps = rng.choice(breaks, size=n_words).tolist()
     return "".join(word + gap for word, gap in zip(chosen, gaps))
-
-
-def _is_value_error(record: dict) -> bool:
-    return "raised" in record and "ValueError" in record["bases"]
-
-
-def _merges(merges) -> list:
-    return [[int(a), int(b)] for a, b in merges]
 
 
 # ---------------------------------------------------------------- pre-tokens
@@ -112,8 +93,8 @@ def test_merge_pair_goes_left_to_right_without_overlap(check):
 
 
 def probe_train(m, text: str, vocab_size: int, special_tokens: list) -> dict:
-    return {"train": _merges(m.train(text, vocab_size, special_tokens)),
-            "naive": _merges(m.train_naive(text, vocab_size, special_tokens))}
+    return {"train": merges_as_lists(m.train(text, vocab_size, special_tokens)),
+            "naive": merges_as_lists(m.train_naive(text, vocab_size, special_tokens))}
 
 
 SMALLEST_IDS = Mistake("ties were broken by the smallest pair of ids; the rule is the greatest pair of byte strings "
@@ -172,7 +153,7 @@ def test_merges_never_cross_pretoken_boundaries(check):
 def probe_vocab(m, text: str, vocab_size: int, special_tokens: list) -> dict:
     merges = m.train(text, vocab_size, special_tokens)
     tokenizer = m.Tokenizer(merges, special_tokens)
-    return {"merges": _merges(merges), "vocab_size": tokenizer.vocab_size,
+    return {"merges": merges_as_lists(merges), "vocab_size": tokenizer.vocab_size,
             "vocab": {str(i): tokenizer.vocab[i].hex() for i in sorted(tokenizer.vocab)}}
 
 
@@ -211,22 +192,21 @@ def test_incremental_training_equals_naive_training(check):
 
 
 def probe_train_errors(m, text: str, cases: list) -> list:
-    return [[raised(m.train, text, size, specials), raised(m.train_naive, text, size, specials)]
-            for size, specials in cases]
+    # a vocab_size too small raises ValueError naming vocab_size (the docstring's promise)
+    return [[raised(m.train, text, size, specials, mentions=["vocab_size"]),
+             raised(m.train_naive, text, size, specials, mentions=["vocab_size"])] for size, specials in cases]
 
 
 @pytest.mark.concept("errors")
-def test_too_small_vocab_size_raises_value_error_naming_it(target, reference):
+def test_too_small_vocab_size_raises_value_error_naming_it(check):
     cases = [(255, []), (256, [EOT]), (100, ["<|a|>", "<|b|>"]), (257, [EOT])]
-    for who in (target, reference):
-        got = who.run(probe_train_errors, text="hello world", cases=cases)
-        for (size, specials), records in zip(cases[:3], got[:3]):
-            for record in records:
-                assert_true(_is_value_error(record) and "vocab_size" in record["message"],
-                            f"{who.target}: vocab_size={size} with {len(specials)} special tokens: expected a "
-                            f"ValueError whose message names vocab_size, got {record}")
-        assert_close(got[3], [{"returned": []}, {"returned": []}], EXACT,
-                     f"{who.target}: vocab_size = 256 + 1 with one special token leaves no room: no merges")
+    got = check(probe_train_errors, text="hello world", cases=cases, tol=EXACT, what="train and train_naive")
+    for (size, specials), records in zip(cases[:3], got[:3]):
+        for name, record in zip(("train", "train_naive"), records):
+            assert_close(record, {"raised": "ValueError", "mentions": ["vocab_size"]}, EXACT,
+                         f"{name}(vocab_size={size}) with {len(specials)} special tokens")
+    assert_close(got[3], [{"returned": []}, {"returned": []}], EXACT,
+                 "vocab_size = 256 + 1 with one special token leaves no room: no merges")
 
 
 # ---------------------------------------------------------------- encoding and decoding
@@ -319,38 +299,36 @@ def test_special_tokens_are_one_id_only_when_allowed(check):
     assert_close(got["decoded"], [sample, sample], EXACT, "both encodings decode back to the text")
 
 
-def probe_decode_errors(m, ids_list: list) -> dict:
+def probe_decode_errors(m, ids_list: list, bad: list) -> dict:
     tokenizer = m.Tokenizer([(97, 98)], [EOT])  # vocab: 256 bytes, ab = 256, special = 257
-    return {"records": [raised(tokenizer.decode, ids) for ids in ids_list],
+    # an id outside [0, vocab_size) raises ValueError naming it (the docstring's promise)
+    return {"records": [raised(tokenizer.decode, ids, mentions=[str(b)]) for ids, b in zip(ids_list, bad)],
             "array": tokenizer.decode(np.array([256, 99, 257, 230], dtype=np.int64))}
 
 
 @pytest.mark.concept("errors")
-def test_decode_rejects_unknown_ids_and_replaces_broken_utf8(target, reference):
-    for who in (target, reference):
-        got = who.run(probe_decode_errors, ids_list=[[97, 258], [-1], [97, 1000]])
-        for record, bad in zip(got["records"], (258, -1, 1000)):
-            assert_true(_is_value_error(record) and str(bad) in record["message"],
-                        f"{who.target}: decode with the id {bad} (vocabulary of 258) must raise ValueError naming "
-                        f"{bad}, got {record}")
-        # [ab, c, special, 0xE6]: 0xE6 starts a 3-byte character that never ends -> U+FFFD.
-        assert_close(got["array"], "abc<|endoftext|>\ufffd", EXACT,
-                     f"{who.target}: decode of an int64 array ending inside a character")
+def test_decode_rejects_unknown_ids_and_replaces_broken_utf8(check):
+    got = check(probe_decode_errors, ids_list=[[97, 258], [-1], [97, 1000]], bad=[258, -1, 1000], tol=EXACT,
+                what="decode with a vocabulary of 258")
+    for record, bad in zip(got["records"], (258, -1, 1000)):
+        assert_close(record, {"raised": "ValueError", "mentions": [str(bad)]}, EXACT, f"decode with the id {bad}")
+    # [ab, c, special, 0xE6]: 0xE6 starts a 3-byte character that never ends -> U+FFFD.
+    assert_close(got["array"], "abc<|endoftext|>\ufffd", EXACT, "decode of an int64 array ending inside a character")
 
 
-def probe_bad_merges(m, merges: list) -> dict:
-    return raised(lambda: m.Tokenizer([tuple(pair) for pair in merges]).vocab_size)
+def probe_bad_merges(m, bad: list, good: list) -> dict:
+    # a merge using an id not defined yet raises ValueError naming the merge's index (the docstring's promise)
+    return {"bad": raised(m.Tokenizer, [tuple(pair) for pair in bad], mentions=["1"]),
+            "good": m.Tokenizer([tuple(pair) for pair in good]).vocab_size}
 
 
 @pytest.mark.concept("errors")
-def test_tokenizer_rejects_merges_that_use_undefined_ids(target, reference):
-    for who in (target, reference):
-        got = who.run(probe_bad_merges, merges=[[97, 98], [256, 258]])
-        assert_true(_is_value_error(got) and "1" in got["message"],
-                    f"{who.target}: merge 1 = (256, 258) uses id 258, which does not exist before it: expected "
-                    f"ValueError naming merge 1, got {got}")
-        got = who.run(probe_bad_merges, merges=[[97, 98], [256, 99]])
-        assert_close(got, {"returned": 258}, EXACT, f"{who.target}: vocab_size of two good merges")
+def test_tokenizer_rejects_merges_that_use_undefined_ids(check):
+    got = check(probe_bad_merges, bad=[[97, 98], [256, 258]], good=[[97, 98], [256, 99]], tol=EXACT,
+                what="Tokenizer(merges)")
+    assert_close(got["bad"], {"raised": "ValueError", "mentions": ["1"]}, EXACT,
+                 "merge 1 = (256, 258) uses id 258, which does not exist before it")
+    assert_close(got["good"], 258, EXACT, "vocab_size of two good merges")
 
 
 # ---------------------------------------------------------------- saving
@@ -365,7 +343,7 @@ def probe_save_load(m, text: str, vocab_size: int, special_tokens: list, sample:
             data = json.load(file)
         loaded = m.Tokenizer.load(path)
     vocab = lambda t: {str(i): t.vocab[i].hex() for i in sorted(t.vocab)}  # noqa: E731
-    return {"merges": [_merges(tokenizer.merges), _merges(loaded.merges)],
+    return {"merges": [merges_as_lists(tokenizer.merges), merges_as_lists(loaded.merges)],
             "special_tokens": [list(tokenizer.special_tokens), list(loaded.special_tokens)],
             "vocab": [vocab(tokenizer), vocab(loaded)],
             "ids": [tokenizer.encode(sample, True), loaded.encode(sample, True)],

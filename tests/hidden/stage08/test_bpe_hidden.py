@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, Mistake, assert_close, assert_true, raised, seeded
-from tests.stage08.test_bpe import _is_value_error, _merges, random_string  # shared with the visible suite
+from tests.stage08.helpers import EOT, merges_as_lists, random_string
 
-EOT = "<|endoftext|>"
 PAD = "<|终|>"  # a special token that is not ASCII
 
 # Scripts and characters the visible suite does not use: RTL text, Indic clusters, Arabic-Indic digits, regional
@@ -35,8 +34,8 @@ def corpus(seed: int, n_words: int, specials: tuple = (EOT, PAD)) -> str:
 
 
 def probe_train(m, text: str, vocab_size: int, special_tokens: list) -> dict:
-    return {"train": _merges(m.train(text, vocab_size, special_tokens)),
-            "naive": _merges(m.train_naive(text, vocab_size, special_tokens))}
+    return {"train": merges_as_lists(m.train(text, vocab_size, special_tokens)),
+            "naive": merges_as_lists(m.train_naive(text, vocab_size, special_tokens))}
 
 
 @pytest.mark.concept("tie-break")
@@ -79,8 +78,8 @@ def test_incremental_equals_naive_with_two_special_tokens(check):
 
 def probe_edges(m) -> dict:
     empty = m.Tokenizer([])
-    return {"train_empty": _merges(m.train("", 300)), "naive_empty": _merges(m.train_naive("", 300)),
-            "no_room": _merges(m.train("hello hello", 256)), "counts_empty": dict(m.count_pretokens("")),
+    return {"train_empty": merges_as_lists(m.train("", 300)), "naive_empty": merges_as_lists(m.train_naive("", 300)),
+            "no_room": merges_as_lists(m.train("hello hello", 256)), "counts_empty": dict(m.count_pretokens("")),
             "encode_empty": empty.encode(""), "decode_empty": empty.decode([]),
             "stream_empty": list(empty.encode_iterable([])), "stream_blank": list(empty.encode_iterable(["", ""])),
             "bytes_only": empty.encode("héllo 😀"), "vocab_size": empty.vocab_size}
@@ -110,27 +109,28 @@ def test_merge_pair_edge_cases(check):
     assert_close(got["results"], [[8, 8, 1], [3], [4, 8], [8, 8, 6], [2, 8, 1]], EXACT, "merge_pair by hand")
 
 
-def probe_train_errors(m, cases: list) -> list:
-    return [[raised(m.train, "a b c", size, specials), raised(m.train_naive, "a b c", size, specials),
-             raised(lambda: m.Tokenizer([], specials).vocab_size)] for size, specials in cases]
+def probe_train_errors(m, cases: list, mentions: list) -> list:
+    return [[raised(m.train, "a b c", size, specials, mentions=mentions),
+             raised(m.train_naive, "a b c", size, specials, mentions=mentions),
+             raised(m.Tokenizer, [], specials)] for size, specials in cases]
 
 
 @pytest.mark.concept("errors")
-def test_bad_special_tokens_raise_value_error(target, reference):
+def test_bad_special_tokens_raise_value_error(check):
+    # special tokens must be distinct, non-empty and free of whitespace
     cases = [(300, ["<|a|>", "<|a|>"]), (300, [""]), (300, ["<| a |>"]), (300, ["<|a|>\n"])]
-    for who in (target, reference):
-        got = who.run(probe_train_errors, cases=cases)
-        for (size, specials), records in zip(cases, got):
-            for record, name in zip(records, ("train", "train_naive", "Tokenizer")):
-                assert_true(_is_value_error(record), f"{who.target}: {name} with special tokens {specials!r} must "
-                                                     f"raise ValueError (distinct, non-empty, no whitespace), "
-                                                     f"got {record}")
-        got = who.run(probe_train_errors, cases=[(257, ["<|a|>", "<|b|>"]), (255, [])])
-        for records in got:
-            for record in records[:2]:
-                assert_true(_is_value_error(record) and "vocab_size" in record["message"],
-                            f"{who.target}: a vocab_size below 256 + len(special_tokens) must raise ValueError "
-                            f"naming vocab_size, got {record}")
+    got = check(probe_train_errors, cases=cases, mentions=[], tol=EXACT, what="bad special tokens")
+    for (size, specials), records in zip(cases, got):
+        for record, name in zip(records, ("train", "train_naive", "Tokenizer")):
+            assert_close(record, {"raised": "ValueError"}, EXACT, f"{name} with special tokens {specials!r}")
+    # a vocab_size below 256 + len(special_tokens) raises ValueError naming vocab_size; the tokenizer itself is fine
+    cases = [(257, ["<|a|>", "<|b|>"]), (255, [])]
+    got = check(probe_train_errors, cases=cases, mentions=["vocab_size"], tol=EXACT, what="too small a vocab_size")
+    for (size, specials), records in zip(cases, got):
+        for record, name in zip(records[:2], ("train", "train_naive")):
+            assert_close(record, {"raised": "ValueError", "mentions": ["vocab_size"]}, EXACT,
+                         f"{name}(vocab_size={size}) with {len(specials)} special tokens")
+        assert_close(records[2], {"returned": "<Tokenizer object>"}, EXACT, f"Tokenizer([], {specials})")
 
 
 # ---------------------------------------------------------------- encoding
@@ -214,9 +214,11 @@ def probe_save_load(m, merges: list, special_tokens: list, sample: str, tamper: 
         if tamper:
             with open(path, "w", encoding="utf-8") as file:
                 json.dump(data, file)
-        loaded = raised(lambda: {"merges": _merges(m.Tokenizer.load(path).merges),
-                                 "special_tokens": list(m.Tokenizer.load(path).special_tokens),
-                                 "ids": m.Tokenizer.load(path).encode(sample, True)})
+        loaded = raised(m.Tokenizer.load, path)
+        if "returned" in loaded:
+            again = m.Tokenizer.load(path)
+            loaded = {"merges": merges_as_lists(again.merges), "special_tokens": list(again.special_tokens),
+                      "ids": again.encode(sample, True)}
     return {"loaded": loaded, "ids": tokenizer.encode(sample, True), "file_vocab": data["vocab"]}
 
 
@@ -226,8 +228,8 @@ def test_save_load_with_unicode_special_tokens_and_bad_files(check):
     merges, specials, sample = [[230, 150], [256, 135], [32, 257]], [PAD, EOT], " 文<|终|>终<|endoftext|>文"
     got = check(probe_save_load, merges=merges, special_tokens=specials, sample=sample, tamper=None, tol=EXACT,
                 what="save + load")
-    assert_close(got["loaded"], {"returned": {"merges": merges, "special_tokens": specials, "ids": got["ids"]}},
-                 EXACT, "merges, special tokens and ids after save + load")
+    assert_close(got["loaded"], {"merges": merges, "special_tokens": specials, "ids": got["ids"]}, EXACT,
+                 "merges, special tokens and ids after save + load")
     assert_close([got["file_vocab"]["259"], got["file_vocab"]["260"], got["file_vocab"]["256"]],
                  [PAD.encode("utf-8").hex(), EOT.encode("utf-8").hex(), "e696"], EXACT,
                  "the saved vocab: id -> hex of its bytes (special tokens after the 3 merges)")
@@ -235,13 +237,13 @@ def test_save_load_with_unicode_special_tokens_and_bad_files(check):
 
 
 @pytest.mark.concept("save-load")
-def test_load_rejects_files_that_are_not_this_format(target, reference):
+def test_load_rejects_files_that_are_not_this_format(check):
     merges, specials = [[230, 150], [256, 135], [32, 257]], [PAD, EOT]
-    for who in (target, reference):
-        for tamper in ("vocab", "format"):
-            got = who.run(probe_save_load, merges=merges, special_tokens=specials, sample="x", tamper=tamper)
-            assert_true(_is_value_error(got["loaded"]), f"{who.target}: load of a file whose {tamper} was changed "
-                                                        f"must raise ValueError, got {got['loaded']}")
+    for tamper in ("vocab", "format"):
+        got = check(probe_save_load, merges=merges, special_tokens=specials, sample="x", tamper=tamper, tol=EXACT,
+                    what=f"Tokenizer.load of a file whose {tamper} was changed")
+        assert_close(got["loaded"], {"raised": "ValueError"}, EXACT,
+                     f"Tokenizer.load of a file whose {tamper} was changed")
 
 
 # ---------------------------------------------------------------- streaming
