@@ -1,7 +1,9 @@
-"""The stage notebooks (grader/notebooks/): up to date, valid nbgrader source, solved by the reference, stubbed for
-students exactly like exercises/, gradable by nbgrader, and convertible back into modules that pass their suites.
+"""The stage notebooks (grader/notebooks/): up to date, valid nbgrader source, solved by the reference, the skeleton
+and nothing more for students, worded for a notebook learner, failing with a short verdict in the notebook's terms,
+gradable by nbgrader, and convertible back into modules that pass their suites.
 
-The notebooks of every stage are executed once, two kernels at a time, by a module-scoped fixture.
+The notebooks of the stages the selected tests need are executed once, two kernels at a time, by a module-scoped
+fixture.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,13 +26,15 @@ pytest.importorskip("nbgrader")
 
 from grader import cli, manifest, notebooks  # noqa: E402
 from grader.instructor import grade  # noqa: E402
-from grader.suites import runner  # noqa: E402
 from grader.manifest import ROOT  # noqa: E402
+from grader.notebooks import build, cells, common, convert, course, runtime  # noqa: E402
+from grader.source import BEGIN, END, _functions, learner_writes, reference, regions  # noqa: E402
+from grader.suites import runner  # noqa: E402
 
 STAGES = manifest.stages()
 KINDS = ("instructor", "student")
 NBGRADER_KEYS = {"schema_version", "grade", "solution", "locked", "grade_id", "points", "task", "checksum", "cell_type"}
-STUB_LINE = re.compile(r"^- (\w[^:]*): (.*)$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _path(kind: str, stage: manifest.Stage) -> Path:
@@ -39,36 +45,51 @@ def _read(kind: str, stage: manifest.Stage):
     return nbformat.read(_path(kind, stage), as_version=4)
 
 
-def _execute(kind: str, stage: manifest.Stage, folder: Path) -> list[dict] | Exception:
-    """Run a notebook top to bottom in `folder` (with workbook/ beside it, as in a course); each code cell's outcome."""
+def _source(stage: manifest.Stage) -> str:
+    return (ROOT / "solutions" / f"{stage.module}.py").read_text(encoding="utf-8")
+
+
+def _run(notebook, folder: Path, env: dict | None = None):
     from nbclient import NotebookClient
 
-    folder.mkdir(parents=True)
-    if stage.requires:
-        notebooks.write_prerequisites(stage, folder)
-    try:
-        notebook = _read(kind, stage)
-        env = {**os.environ, "WORKBOOK_ROOT": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-        NotebookClient(notebook, timeout=600, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(folder)}}).execute(env=env)
-    except Exception as error:  # reported by the stage's own test, not by every test of the module
-        return error
-    cells = []
+    env = env if env is not None else {**os.environ, "WORKBOOK_ROOT": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    NotebookClient(notebook, timeout=600, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute(env=env)
+    return notebook
+
+
+def _outcomes(notebook) -> list[dict]:
+    found = []
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         errors = [o for o in cell.outputs if o.output_type == "error"]
-        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-        cells.append({"id": cell.id, "role": cell.metadata["workbook"]["role"], "text": text,
-                      "error": (errors[0].ename, errors[0].evalue) if errors else None})
-    return cells
+        found.append({"id": cell.id, "role": cell.metadata["workbook"]["role"],
+                      "text": "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream"),
+                      "error": (errors[0].ename, errors[0].evalue) if errors else None,
+                      "shown": "\n".join(ANSI.sub("", line) for line in errors[0].traceback) if errors else None})
+    return found
+
+
+def _execute(kind: str, stage: manifest.Stage, folder: Path) -> list[dict] | Exception:
+    """Run a notebook top to bottom in `folder` (with workbook/ beside it, as in a course); each code cell's outcome."""
+    folder.mkdir(parents=True)
+    if common.workbook_modules(stage):
+        course.write_prerequisites(stage, folder)
+    try:
+        return _outcomes(_run(_read(kind, stage), folder))
+    except Exception as error:  # reported by the stage's own test, not by every test of the module
+        return error
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory) -> dict[tuple[str, str], list[dict] | Exception]:
-    """(kind, stage id) -> the outcomes of every code cell, for every stage's instructor and student notebook."""
+def executed(request, tmp_path_factory) -> dict[tuple[str, str], list[dict] | Exception]:
+    """(kind, stage id) -> the outcomes of every code cell, for the instructor and student notebook of every stage
+    that a selected test needs."""
+    wanted = {item.callspec.params["stage"].id for item in request.session.items
+              if "executed" in getattr(item, "fixturenames", ()) and "stage" in getattr(item, "callspec").params}
     root = tmp_path_factory.mktemp("executed")
-    jobs = [(kind, stage) for stage in STAGES for kind in KINDS]
+    jobs = [(kind, stage) for stage in STAGES if stage.id in wanted for kind in KINDS]
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {(kind, stage.id): pool.submit(_execute, kind, stage, root / f"{kind}-{stage.id}")
                    for kind, stage in jobs}
@@ -97,57 +118,96 @@ def test_check_lists_stale_and_missing_notebooks(tmp_path):
     (tmp_path / "same.ipynb").write_text("same")
     (tmp_path / "changed.ipynb").write_text("old")
     wanted = {tmp_path / "same.ipynb": "same", tmp_path / "changed.ipynb": "new", tmp_path / "missing.ipynb": "x"}
-    assert notebooks.stale(wanted) == [tmp_path / "changed.ipynb", tmp_path / "missing.ipynb"]
+    assert build.stale(wanted) == [tmp_path / "changed.ipynb", tmp_path / "missing.ipynb"]
 
 
-def test_cut_marks_the_learners_bodies_points_imports_at_workbook_and_keeps_comments_with_their_def():
-    source = '''"""A module."""
+MARKED = f'''"""A module."""
 from __future__ import annotations
 
 from . import bpe
 from .tensor import Tensor, op
 
 LIMIT = 3
+{BEGIN}
+_SECRET = 7  # reference-only, in the header
+{END}
 
 
 # a comment that introduces f
 def f(x: int) -> int:
     """Docstring."""
 
+    {BEGIN}
     y = x + 1  # the body starts here
-    return y
+    return _helper(y)
+    {END}
+
+
+{BEGIN}
+def _helper(y: int) -> int:
+    return y * _SECRET
+{END}
 
 
 class C:
     def given(self) -> int:
         return 1
 
+    {BEGIN}
+    def _private(self) -> int:
+        return 2
+    {END}
+
     def mine(self):
         """Doc."""
+        {BEGIN}
         from .nn import Linear
         return Linear
+        {END}
 
 
-TABLE = {1: 2}
+TABLE = {{1: 2}}
 OTHER = 4
 
 
 if __name__ == "__main__":
     f(1)
 '''
-    chunks = notebooks.cut(source, {"f", "C.mine"})
-    assert [(c.name, c.solution) for c in chunks] == [("header", False), ("f", True), ("C", True), ("code-3", False)]
-    header, f, c, table = (chunk.source for chunk in chunks)
+
+
+def test_cut_keeps_the_markers_gives_reference_only_code_cells_of_its_own_and_points_imports_at_workbook():
+    chunks = cells.cut(MARKED)
+    assert [(c.name, c.solution) for c in chunks] == [
+        ("header", False), ("helpers-1", True), ("f", True), ("helpers-2", True), ("C", True), ("code-5", False)]
+    header, secret, f, helper, c, table = (chunk.source for chunk in chunks)
     assert "from workbook import bpe" in header and "from workbook.tensor import Tensor, op" in header
+    assert header.endswith("LIMIT = 3") and BEGIN not in header, "the header is read-only: no region in it"
+    assert secret == f"{cells.HELPERS_NOTE}\n{BEGIN}\n_SECRET = 7  # reference-only, in the header\n{END}"
     assert f.startswith("# a comment that introduces f\ndef f")
-    assert f.endswith('"""Docstring."""\n\n    ### BEGIN SOLUTION\n    y = x + 1  # the body starts here\n    return y\n'
-                      '    ### END SOLUTION')
-    assert "return 1\n" in c and "        ### BEGIN SOLUTION\n        from workbook.nn import Linear" in c
+    assert f.endswith(f'"""Docstring."""\n\n    {BEGIN}\n    y = x + 1  # the body starts here\n    return _helper(y)\n'
+                      f'    {END}')
+    assert helper.startswith(f"{cells.HELPERS_NOTE}\n{BEGIN}\ndef _helper") and helper.endswith(END)
+    assert f"    {cells.HELPERS_NOTE}\n    {BEGIN}\n    def _private" in c
+    assert "return 1\n" in c and f"        {BEGIN}\n        from workbook.nn import Linear" in c
     assert table == "TABLE = {1: 2}\nOTHER = 4" and "__main__" not in "".join(x.source for x in chunks)
-    module = notebooks.module_source({"cells": [
-        {"cell_type": "code", "source": chunk.source, "metadata": {"workbook": {"role": "module-code", "module": "m"}}}
-        for chunk in chunks]})[1]
-    assert "from . import bpe" in module and "        from .nn import Linear" in module and "### " not in module
+
+
+def _as_notebook(texts: list[str], module: str = "m") -> dict:
+    return {"cells": [{"cell_type": "code", "source": text,
+                       "metadata": {"workbook": {"role": "module-code", "module": module}}} for text in texts]}
+
+
+def test_a_cut_module_converts_back_and_its_stubbed_cells_give_the_skeleton():
+    chunks = cells.cut(MARKED)
+    solved = convert.module_source(_as_notebook([c.source for c in chunks]))[1]
+    assert "from . import bpe" in solved and "        from .nn import Linear" in solved and "### " not in solved
+    assert {n for n, _ in _functions(ast.parse(solved))} == {n for n, _ in _functions(ast.parse(reference(MARKED)))}
+    stubbed = [re.sub(rf"( *){BEGIN}.*?{END}", lambda m: m[1] + common.CODE_STUB.replace("\n", "\n" + m[1]),
+                      c.source, flags=re.S) for c in chunks]  # what nbgrader's ClearSolutions does
+    module = convert.module_source(_as_notebook(stubbed))[1]
+    assert 'raise NotImplementedError("f")' in module and 'raise NotImplementedError("C.mine")' in module
+    assert "todo()" not in module and "_SECRET" not in module and "_helper(y: int)" not in module
+    assert "_private" not in module and module.count("# YOUR CODE HERE") == 2, "only the functions keep theirs"
 
 
 # ---------------------------------------------------------------- valid nbgrader source
@@ -178,13 +238,66 @@ def test_notebook_is_valid_nbformat_and_nbgrader_schema_3(stage, kind):
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
-def test_every_stub_is_a_solution_region_and_the_student_version_has_no_solution(stage):
-    stubs = notebooks.stubs((ROOT / stage.exercise_file).read_text())
+def test_the_solution_regions_are_the_sources_and_the_student_version_has_none(stage):
+    marked = regions(_source(stage))
     instructor, student = (json.dumps(_read(k, stage).cells) for k in KINDS)
-    assert instructor.count(notebooks.BEGIN_SOLUTION) == instructor.count(notebooks.END_SOLUTION) == len(stubs)
-    assert notebooks.BEGIN_SOLUTION not in student and notebooks.BEGIN_HIDDEN not in student
+    assert instructor.count(BEGIN) == instructor.count(END) == len(marked)
+    assert BEGIN not in student and build.BEGIN_HIDDEN not in student
     assert "tests/hidden/" not in student, "the student notebook names a hidden test"
-    assert student.count("raise NotImplementedError(todo())") == len(stubs)
+    stub = r"\n *".join(map(re.escape, common.CODE_STUB.splitlines()))  # at any indentation
+    stubs = sum(len(re.findall(stub, c.source)) for c in _read("student", stage).cells if c.cell_type == "code")
+    assert stubs == len(marked), "one stub per marked region"
+
+
+# ---------------------------------------------------------------- nothing of the reference for students
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
+def test_every_function_of_the_student_notebook_is_a_stub_or_given_code_identical_to_the_source(stage):
+    student = json.loads(_path("student", stage).read_text(encoding="utf-8"))
+    assert convert.unlike_skeleton(student, stage) == []
+    # and, independently of the skeleton: no body the learner writes and no reference-only line is in the notebook
+    text = "\n".join("".join(c["source"]) for c in student["cells"])
+    source = _source(stage)
+    lines = source.splitlines()
+    for region in regions(source):
+        body = [line.strip() for line in lines[region.begin + 1:region.end]
+                if len(line.strip()) >= 16 and not line.strip().startswith("#")]  # (not `else:`, `return x`)
+        if region.function is None:
+            leaked = [line for line in body if line in {x.strip() for x in text.splitlines()}
+                      and line not in {x.strip() for x in (ROOT / stage.exercise_file).read_text().splitlines()}]
+            assert not leaked, f"reference-only lines of solutions/{stage.module}.py in the student notebook: {leaked}"
+        elif len(body) >= 2:
+            assert "\n".join(body) not in "\n".join(x.strip() for x in text.splitlines()), (
+                f"the reference body of {region.function} is in the student notebook")
+
+
+def test_the_skeleton_check_finds_a_planted_body_and_a_reference_only_helper():
+    stage = next(s for s in STAGES if any(r.function is None for r in regions(_source(s))))
+    planted = json.loads(_path("instructor", stage).read_text(encoding="utf-8"))  # every body, every helper
+    problems = convert.unlike_skeleton(planted, stage)
+    assert any("neither the skeleton's stub nor its given code" in p for p in problems), problems
+    assert any("is not in the skeleton" in p for p in problems), problems
+    assert all(p.startswith(f"{stage.id}-{stage.module}") for p in problems)
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
+def test_the_page_speaks_to_a_notebook_learner(stage):
+    notebook = _read("student", stage)
+    pages = [c for c in notebook.cells if c.metadata["workbook"]["role"] in ("intro", "doc", "heading")]
+    prose = re.sub(r"```.*?```", "", "\n".join(c.source for c in pages), flags=re.S)  # code blocks stay as written
+    assert f"exercises/{stage.module}.py" not in prose and "solutions/" not in prose
+    assert not re.search(r"python -m (grader|pytest)\b", prose), "a notebook learner runs the test cells"
+    assert "test cell" in prose
+
+
+def test_the_page_rewording_keeps_code_and_the_rest_of_the_sentence():
+    stage = STAGES[0]
+    text = (f"Intro.\n\nYou edit `exercises/{stage.module}.py`. Run it with `python -m grader check {stage.id}` (or\n"
+            f"`python -m pytest tests/stage{stage.id}`). It reads `exercises/other.py`.\n\n```\npython -m grader\n```")
+    assert cells.for_notebook(text, stage) == (
+        f"Intro.\n\nYou fill in this notebook's code cells (the module `{stage.module}.py`). "
+        f"{cells.CHECK_IN_NOTEBOOK} It reads `other.py`.\n\n```\npython -m grader\n```")
 
 
 # ---------------------------------------------------------------- executed
@@ -192,37 +305,60 @@ def test_every_stub_is_a_solution_region_and_the_student_version_has_no_solution
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
 def test_instructor_notebook_runs_top_to_bottom_with_every_test_cell_passing(stage, executed):
-    cells = _cells(executed, "instructor", stage)
-    failed = [f"{c['id']}: {c['error'][0]}: {c['error'][1][:1500]}" for c in cells if c["error"]]
+    found = _cells(executed, "instructor", stage)
+    failed = [f"{c['id']}: {c['error'][0]}: {c['error'][1][:1500]}" for c in found if c["error"]]
     assert not failed, "\n".join(failed)
-    tests = [c for c in cells if c["role"] in ("tests", "hidden-tests")]
+    tests = [c for c in found if c["role"] in ("tests", "hidden-tests")]
     assert tests and all(re.search(r"(\d+) of \1 tests passed", c["text"]) for c in tests), tests
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
-def test_student_notebook_fails_its_test_cells_only_with_not_implemented_error(stage, executed):
-    cells = _cells(executed, "student", stage)
-    others = [f"{c['id']}: {c['error']}" for c in cells if c["error"] and c["role"] != "tests"]
+def test_student_notebook_fails_its_test_cells_with_a_short_verdict_naming_the_unwritten_functions(stage, executed):
+    found = _cells(executed, "student", stage)
+    others = [f"{c['id']}: {c['error']}" for c in found if c["error"] and c["role"] != "tests"]
     assert not others, "cells other than visible test cells failed:\n" + "\n".join(others)
-    for cell in (c for c in cells if c["role"] == "tests"):
-        assert cell["error"] and cell["error"][0] == "AssertionError", f"{cell['id']} passed against the stubs"
-        failures = [m for m in map(STUB_LINE.match, cell["error"][1].splitlines()) if m]
-        assert failures, cell["error"][1]
-        for failure in failures:
-            assert failure[2].startswith(f"NotImplementedError: stage {stage.id} ("), (
-                f"{cell['id']}, {failure[1]} did not fail as unfinished: {failure[2][:500]}")
+    writes = set(learner_writes(_source(stage)))
+    for cell in (c for c in found if c["role"] == "tests"):
+        assert cell["error"] and cell["error"][0] == "TestsFailed", f"{cell['id']} passed against the stubs"
+        shown = cell["shown"]
+        assert re.match(rf"\d+ of \d+ tests? failed, in this notebook \({stage.id}-{stage.module}\):", shown), shown
+        assert "Traceback" not in shown and "grader" not in shown and not re.search(r"\d{6,}\.py", shown), shown
+        assert max(map(len, shown.splitlines())) <= runtime.WIDTH, "verdict lines wrap for nbgrader's feedback page"
+        named = re.findall(r"^    (\S+) is not written yet: in cell \[\d+\] of this notebook, replace `todo\(\)`",
+                           shown, re.M)
+        assert named and set(named) <= writes, f"{cell['id']}: every failure names an unwritten function:\n{shown}"
+
+
+def test_an_error_in_the_learners_code_points_at_its_cell_and_line(tmp_path):
+    stage = STAGES[0]
+    notebook = _read("instructor", stage)
+    name = _first_solution(stage)
+    [victim] = [c for c in notebook.cells if c.metadata["workbook"].get("name") == name]
+    victim.source = _break(victim.source, "empty = [][0]  # a bug of the learner's")
+    notebook.cells = [c for c in notebook.cells if c.metadata["workbook"]["role"] != "hidden-tests"]
+    found = _outcomes(_run(notebook, tmp_path))
+    shown = [c["shown"] for c in found if c["error"]]
+    assert shown and all(re.match(r"\d+ of \d+ tests? failed, in this notebook", s) for s in shown), shown
+    unwrapped = [" ".join(line.strip() for line in s.splitlines()) for s in shown]
+    assert any(re.search(rf"IndexError: list index out of range at {re.escape(name)}\S*, cell \[\d+\] of this "
+                         rf"notebook, line \d+: empty = \[\]\[0\]", s) for s in unwrapped), shown[0]
+
+
+def test_the_runtime_imports_nothing_unix_only():
+    code = ("import sys; sys.modules.update(pwd=None, resource=None, fcntl=None, termios=None); "
+            "from grader.notebooks import run_tests, setup, todo; import grader.notebooks.runtime; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_todo_raises_in_a_function_and_does_nothing_at_module_or_class_level():
+    namespace = {"todo": runtime.todo}
+    exec("class K:\n    todo()\n    def m(self):\n        todo()\ntodo()\n", namespace)
+    with pytest.raises(NotImplementedError, match="m$"):
+        namespace["K"]().m()
 
 
 # ---------------------------------------------------------------- back into modules
-
-
-def _functions(source: str) -> dict[str, str]:
-    """Qualified name -> the dump of its body after the docstring."""
-    found = {}
-    for name, node in notebooks._functions(ast.parse(source)):
-        body = node.body[1:] if notebooks._docstring_node(node) else node.body
-        found[name] = "\n".join(ast.dump(statement) for statement in body)
-    return found
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.id)
@@ -230,15 +366,14 @@ def test_notebooks_give_back_the_reference_and_the_skeleton(stage, tmp_path):
     [solved] = notebooks.modules_from_notebooks([_path("instructor", stage)], tmp_path / "solved")
     [stubbed] = notebooks.modules_from_notebooks([_path("student", stage)], tmp_path / "stubbed")
     assert solved.name == stubbed.name == f"{stage.module}.py"
-    reference = (ROOT / "solutions" / solved.name).read_text()
-    assert _functions(solved.read_text()) == _functions(reference), "the solved notebook is not the reference module"
+    want = reference(_source(stage))
+    dump = lambda text: {n: ast.dump(node) for n, node in _functions(ast.parse(text))}  # noqa: E731
+    assert dump(solved.read_text()) == dump(want), "the solved notebook is not the reference module"
     assert ("from workbook" not in solved.read_text()
             and [line for line in solved.read_text().splitlines() if line.startswith("from .")]
-            == [line for line in reference.splitlines() if line.startswith("from .")])
-    skeleton = _functions((ROOT / stage.exercise_file).read_text())
-    got = _functions(stubbed.read_text())
-    for name in notebooks.stubs((ROOT / stage.exercise_file).read_text()):
-        assert got[name] == skeleton[name], f"{name}: the student notebook's stub differs from exercises/ (message?)"
+            == [line for line in want.splitlines() if line.startswith("from .")])
+    skeleton = dump((ROOT / stage.exercise_file).read_text())
+    assert dump(stubbed.read_text()) == skeleton, "the student notebook's module is not exercises/ (stub messages?)"
 
 
 def test_a_solved_notebook_submission_passes_its_suite_and_grade_accepts_notebooks(tmp_path):
@@ -261,13 +396,13 @@ def test_a_solved_notebook_submission_passes_its_suite_and_grade_accepts_noteboo
 # ---------------------------------------------------------------- nbgrader itself
 
 
-def _nbgrader(course: Path, command: str, *args: str) -> None:
+def _nbgrader(course_dir: Path, command: str, *args: str) -> None:
     """Run an nbgrader command through its API, configured by the course's own nbgrader_config.py."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()  # sets WORKBOOK_ROOT
-    with notebooks._bin_on_path():  # nbgrader shells out to alembic
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()  # sets WORKBOOK_ROOT
+    with common.bin_on_path():  # nbgrader shells out to alembic
         result = getattr(NbGraderAPI(config=config), command)(*args)
     assert result["success"], f"nbgrader {command} {args}: {result.get('error')}\n{result.get('log', '')[-3000:]}"
 
@@ -277,13 +412,13 @@ def test_nbgrader_grades_a_correct_and_a_broken_submission(tmp_path, monkeypatch
     monkeypatch.delenv("WORKBOOK_ROOT", raising=False)  # the course's config sets it; undone after the test
     stage = STAGES[0]
     name = notebooks.notebook_name(stage)
-    course = tmp_path / "course"
-    notebooks.build_course(course, [stage])
-    source = course / "source" / name
-    assert (source / f"{name}.ipynb").exists() and (source / "grader" / "notebooks.py").exists()
+    course_dir = tmp_path / "course"
+    course.build_course(course_dir, [stage])
+    source = course_dir / "source" / name
+    assert (source / f"{name}.ipynb").exists() and (source / "grader" / "notebooks" / "runtime.py").exists()
     assert not (source / "solutions").exists() and not (source / "tests" / "hidden").exists()
-    _nbgrader(course, "generate_assignment", name)
-    released = json.loads((course / "release" / name / f"{name}.ipynb").read_text())
+    _nbgrader(course_dir, "generate_assignment", name)
+    released = json.loads((course_dir / "release" / name / f"{name}.ipynb").read_text())
     assert released["cells"] == json.loads(_path("student", stage).read_text())["cells"], (
         "notebooks/student/ is not what `nbgrader generate_assignment` gives")
 
@@ -294,16 +429,16 @@ def test_nbgrader_grades_a_correct_and_a_broken_submission(tmp_path, monkeypatch
             cell["source"] = instructor[cell["id"]]
     broken = copy.deepcopy(solved)
     [victim] = [c for c in broken["cells"] if c["id"] == f"{stage.module}-{_first_solution(stage)}"]
-    victim["source"] = _break(victim["source"])
+    victim["source"] = _break(victim["source"], "return None")
     for student, notebook in (("right", solved), ("wrong", broken)):
-        folder = course / "submitted" / student / name
+        folder = course_dir / "submitted" / student / name
         folder.mkdir(parents=True)
         (folder / f"{name}.ipynb").write_text(json.dumps(notebook))
     for student in ("right", "wrong"):
-        _nbgrader(course, "autograde", name, student)
+        _nbgrader(course_dir, "autograde", name, student)
 
     from nbgrader.api import Gradebook
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gradebook:
         right = gradebook.find_submission(name, "right")
         assert right.max_score == pytest.approx(stage.visible_points + stage.hidden_points)
         assert right.score == pytest.approx(right.max_score), "the reference lost points under nbgrader"
@@ -313,15 +448,22 @@ def test_nbgrader_grades_a_correct_and_a_broken_submission(tmp_path, monkeypatch
     assert any(g.startswith("test-") for g in lost) and any(g.startswith("hidden-") for g in lost), (
         f"the broken function should fail visible and hidden cells (the hidden ones run at autograde): {lost}")
 
+    # The feedback page shows each failing cell's verdict, in lines short enough for its <pre>, and no traceback.
+    _nbgrader(course_dir, "generate_feedback", name, "wrong")
+    page = (course_dir / "feedback" / "wrong" / name / f"{name}.html").read_text(encoding="utf-8")
+    verdicts = re.findall(r'<div class="output_subarea output_text output_error">\s*<pre>(.*?)</pre>', page, re.S)
+    assert verdicts, "no failing cell in the feedback"
+    for verdict in verdicts:
+        text = re.sub(r"<[^>]+>", "", verdict)
+        assert "failed, in this notebook" in text and "Traceback" not in text, text
+        assert max(len(line) for line in text.splitlines()) <= runtime.WIDTH + 10, text  # (+ HTML entities)
+
     # A student's kernel, in the released folder and without the course's WORKBOOK_ROOT, uses the kit beside the
     # notebook: the visible suite, judged with the stored expected outputs.
-    from nbclient import NotebookClient
-    student = tmp_path / "student"
-    shutil.copytree(course / "release" / name, student)
-    notebook = nbformat.reads(json.dumps(solved), as_version=4)
-    env = {k: v for k, v in os.environ.items() if k != "WORKBOOK_ROOT"}
-    NotebookClient(notebook, timeout=600, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(student)}}).execute(env=env)
+    student_dir = tmp_path / "student"
+    shutil.copytree(course_dir / "release" / name, student_dir)
+    notebook = _run(nbformat.reads(json.dumps(solved), as_version=4), student_dir,
+                    env={k: v for k, v in os.environ.items() if k != "WORKBOOK_ROOT"})
     outputs = {c.id: c.outputs for c in notebook.cells if c.cell_type == "code"}
     assert "stored outputs" in outputs["setup"][0]["text"], outputs["setup"]
     errors = [f"{i}: {o['evalue'][:500]}" for i, out in outputs.items() for o in out if o.output_type == "error"]
@@ -329,16 +471,19 @@ def test_nbgrader_grades_a_correct_and_a_broken_submission(tmp_path, monkeypatch
 
 
 def _first_solution(stage: manifest.Stage) -> str:
+    """The name of the first cell that holds a function the learner writes."""
+    writes = learner_writes(_source(stage))
     notebook = _read("instructor", stage)
     return next(c.metadata["workbook"]["name"] for c in notebook.cells
-                if c.metadata.get("nbgrader", {}).get("solution"))
+                if c.metadata.get("nbgrader", {}).get("solution") and any(
+                    w.split(".")[0] == c.metadata["workbook"]["name"] for w in writes))
 
 
-def _break(source: str | list[str]) -> str:
-    """Make the first solution region of a cell return None right away: wrong, but not unfinished."""
+def _break(source: str | list[str], line: str) -> str:
+    """Put `line` first in the cell's first solution region: wrong (return None) or raising, but not unfinished."""
     lines = ("".join(source) if isinstance(source, list) else source).splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() == notebooks.BEGIN_SOLUTION:
-            lines.insert(i + 1, line.replace(notebooks.BEGIN_SOLUTION, "return None"))
+    for i, text in enumerate(lines):
+        if text.strip() == BEGIN:
+            lines.insert(i + 1, text.replace(BEGIN, line))
             break
     return "\n".join(lines)
