@@ -816,13 +816,15 @@ def _(data: dict):
     labels = [repr(vocab[i])[1:-1] if vocab[i] != " " else "␣" for i in order]
     fig, axes = plt.subplots(2, 3, figsize=(9.5, 4.6), sharey=True)
     for axis, settings, probs in zip(axes.flat, data["inputs"]["settings"], rows):
-        kept = probs[order] > 0
-        axis.bar(range(len(order)), probs[order], color=np.where(kept, "tab:blue", "0.8"))
+        axis.bar(range(len(order)), rows[1][order], color="0.85", label="the model (T = 1)")
+        axis.bar(range(len(order)), probs[order], width=0.55, color="tab:blue", label="after the setting")
         axis.set_xticks(range(len(order)), labels, fontsize=7)
         title = ", ".join(f"{k.replace('temperature', 'T')} = {v:g}" for k, v in settings.items())
         axis.set_title(f"{title}: {int((probs > 0).sum())} tokens kept", fontsize=8.5)
         axis.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"the next character after {data['inputs']['prompt']!r}", fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"the next character after {data['inputs']['prompt']!r}:\nthe 16 most probable, grey as the model "
+                 f"gives them, blue after temperature and the filters", fontsize=9)
     fig.tight_layout()
     return fig
 
