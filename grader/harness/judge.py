@@ -59,7 +59,8 @@ def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
     if is_record(want) or (is_record(got) and _written_record(want)):
         return _diff_record(got, _written_record(want) or want, tol, path)
     if is_record(got) and "raised" in got:  # the probe let a call's exception stand for its output
-        return f"{path}: expected {_short(want)}, but {got['call']} raised {got['raised']}: {_short(got['message'])}"
+        return _Outcome(f"{path}: expected {_short(want)}, but {got['call']} raised {got['raised']}: "
+                        f"{_said(got['message'])}")
     if isinstance(want, dict):
         if not isinstance(got, dict) or set(got) != set(want):
             keys = sorted(got) if isinstance(got, dict) else type(got).__name__
@@ -82,6 +83,16 @@ def _diff(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
         same = type(got) is type(want) and got == want  # the type first: None == array would be elementwise
         return None if same else f"{path}: expected {_short(want)}, got {_short(got)}"
     return _diff_numeric(got, want, tol, path)
+
+
+class _Outcome(str):
+    """A difference in what a call did (raised, returned, the message): no tolerance applies to it."""
+
+
+def _said(message: str, limit: int = 160) -> str:
+    """An exception's message as the learner wrote it, on one line and cut to `limit` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _mentions(want: dict) -> str:
@@ -113,11 +124,11 @@ def _diff_record(got: Plain, want: dict, tol: Tol, path: str) -> str | None:
     """
     call = want["call"]
     if not is_record(got):  # not produced by raised(): the probe itself went wrong
-        return f"{path}: expected the outcome of {call}, got {_short(got)}"
+        return _Outcome(f"{path}: expected the outcome of {call}, got {_short(got)}")
     if "raised" not in want:
         if "raised" in got:
-            return (f"{path}: expected {call} to return {_short(want['returned'])}, but it raised {got['raised']}: "
-                    f"{_short(got['message'])}")
+            return _Outcome(f"{path}: expected {call} to return {_short(want['returned'])}, but it raised "
+                            f"{got['raised']}: {_said(got['message'])}")
         return _diff(got["returned"], want["returned"], tol, f"{path} ({call} returned)")
     if not want.get("builtin"):
         raise AssertionError(f"test defect at {path}: the reference raised {want['raised']}, which is not a builtin "
@@ -127,19 +138,20 @@ def _diff_record(got: Plain, want: dict, tol: Tol, path: str) -> str | None:
                              f"{_missing(want['message'], want['mentions'])}: {want['message']!r}")
     expected = f"expected {call} to raise {want['raised']}{_mentions(want)}"
     if "raised" not in got:
-        return f"{path}: {expected}, but it returned {_short(got['returned'], 100)}"
+        return _Outcome(f"{path}: {expected}, but it returned {_short(got['returned'], 100)}")
     if not got.get("builtin"):
-        return (f"{path}: {expected}, but it raised {got['raised']}, a class of its own (not the builtin exception "
-                f"of that name, whatever it derives from): raise the builtin {want['raised']} itself")
+        return _Outcome(f"{path}: {expected}, but it raised {got['raised']}, a class of its own (not the builtin "
+                        f"exception of that name, whatever it derives from): raise the builtin {want['raised']} "
+                        f"itself")
     if got["raised"] != want["raised"]:
         hint = " (for a bad value, raise ValueError: KeyError says a key is missing)" if got["raised"] == "KeyError" \
             else ""
-        return f"{path}: {expected}, but it raised {got['raised']}: {_short(got['message'])}{hint}"
+        return _Outcome(f"{path}: {expected}, but it raised {got['raised']}: {_said(got['message'])}{hint}")
     missing = _missing(got["message"], want["mentions"])
     if missing:
         names = ", ".join(repr(m) if isinstance(m, str) else " or ".join(map(repr, m)) for m in missing)
-        return f"{path}: {expected}; it raised {want['raised']} but its message does not mention {names}: " \
-               f"{_short(got['message'])}"
+        return _Outcome(f"{path}: {expected}; it raised {want['raised']} but its message does not mention {names}: "
+                        f"{_said(got['message'])}")
     return None
 
 
@@ -180,7 +192,7 @@ def assert_close(got: Plain, want: Plain, tol: Tol = F64, what: str = "output",
     found = _diff(got, want, tol, what)
     if found is None:
         return
-    lines = [found] if is_record(want) and "raised" in want else [found, f"  tolerance: {tol}"]  # none for a raise
+    lines = [found] if isinstance(found, _Outcome) else [found, f"  tolerance: {tol}"]
     for mistake in mistakes:
         try:
             if mistake.matches(got, want):
