@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from grader import manifest
-from grader.instructor import gradescope
+from grader import manifest, source
+from grader.instructor import build as derived
+from grader.instructor import gradescope, release
 from grader.manifest import ROOT
+
+from .checkout import copy_of_repository, run_in
 
 STAGE = manifest.stages()[0]
 TOP_LEVEL_KEYS = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
@@ -75,6 +78,32 @@ def test_the_zip_has_both_scripts_at_its_root_and_the_trusted_kit(autograder_zip
     assert any(n.startswith(f"tests/hidden/stage{STAGE.id}/") for n in names)
     assert not any("__pycache__" in n or n.startswith((".git", "tests/grader/")) for n in names)
     assert config == {"stages": [STAGE.id], "hidden_visibility": "after_due_date"}
+
+
+@pytest.fixture(scope="module")
+def zip_from_a_learners_checkout(tmp_path_factory) -> Path:
+    """The zip built where a learner has been at work: the reference's module in exercises/, untracked files beside
+    it and in tests/."""
+    copy = copy_of_repository(tmp_path_factory.mktemp("checkout"))
+    reference = source.reference((copy / "solutions" / f"{STAGE.module}.py").read_text(encoding="utf-8"))
+    (copy / "exercises" / f"{STAGE.module}.py").write_text(reference, encoding="utf-8")
+    (copy / "exercises" / "notes.py").write_text("# planted\n", encoding="utf-8")
+    (copy / "tests" / "scratch.py").write_text("# planted\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("gradescope") / "planted.zip"
+    done = run_in(copy, "-m", "grader", "gradescope", str(out), "--stages", STAGE.id, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_zip_holds_the_skeleton_from_the_source_and_no_untracked_file(zip_from_a_learners_checkout, tmp_path):
+    with zipfile.ZipFile(zip_from_a_learners_checkout) as archive:
+        names = set(archive.namelist())
+        exercises = {n: archive.read(n).decode("utf-8") for n in names if n.startswith("exercises/")}
+        archive.extractall(tmp_path, [n for n in names if n.startswith("exercises/")])
+    assert "exercises/notes.py" not in names and "tests/scratch.py" not in names
+    assert exercises == derived.exercise_texts(), "the zip's exercises/ is not the skeleton generated from solutions/"
+    problems = release.exercise_problems(tmp_path / "exercises")  # the release's leak check, on the zip's copy
+    assert not problems, problems
 
 
 def test_a_solved_stage_gets_full_marks_with_hidden_tests_after_the_due_date(autograder_zip, tmp_path):
