@@ -93,6 +93,15 @@ def _failure(test: TestResult) -> None:
     _print(indent(test.message or test.details or "(no message)"))
 
 
+def import_failure(result: StageResult) -> TestResult | None:
+    """The failure every test of the stage shares because its module does not import (None otherwise)."""
+    failed = [t for t in result.tests if not t.passed]
+    if not failed or len(failed) != result.total():
+        return None
+    kinds = {(t.where or {}).get("kind") for t in failed}
+    return failed[0] if kinds == {"import"} and len({t.message for t in failed}) == 1 else None
+
+
 def show_progress(run: Run) -> None:
     """The learner's view: the table, then what to do next."""
     _stage_table(run, hidden=False)
@@ -117,7 +126,7 @@ def show_next(result: StageResult, open_path: str | None = None) -> None:
         _print(f"\nFirst failing test ({result.passed()}/{result.total()} pass):")
         _failure(first)
         from .learner import hint
-        if hint.enabled():
+        if hint.enabled() and not hint.does_not_import(first):
             _print(f"\nStuck? python -m grader hint {stage.id}  (a nudge first; ask again for more)", "dim")
 
 
@@ -127,6 +136,11 @@ def show_check(run: Run, hidden: bool, covered: str | None = None) -> None:
     for result in run.stages:
         of = f", {covered}" if covered else ""
         _print(f"\nStage {result.stage.label}{of}: {result.passed()}/{result.total()} passed", "bold")
+        broken = import_failure(result)
+        if broken is not None:  # one message, not one per test
+            _print(f"  FAIL all {result.total()} tests: the module does not import", "bold red")
+            _print(indent(broken.message))
+            continue
         for test in result.tests:
             if test.passed:
                 _print(f"  ok   {test.name}" + (" (hidden)" if test.hidden else ""), "green")

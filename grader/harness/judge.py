@@ -169,10 +169,12 @@ def _diff_numeric(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
     finite_wanted = np.isfinite(want64)
     if not (np.array_equal(np.isfinite(got64), finite_wanted)
             and np.array_equal(got64[~finite_wanted], want64[~finite_wanted], equal_nan=True)):
-        bad = np.argwhere(np.isfinite(got64) != finite_wanted)
+        same = (got64 == want64) | (np.isnan(got64) & np.isnan(want64))
+        bad = np.argwhere((np.isfinite(got64) != finite_wanted) | (~finite_wanted & ~same))
         index = tuple(int(i) for i in bad[0]) if len(bad) else ()
         return (f"{path}: {int((~np.isfinite(got64)).sum())} non-finite values (NaN/inf) where finite ones were "
-                f"expected, first at index {index}: expected {want64[index]!r}, got {got64[index]!r}")
+                f"expected, first at index {index}: expected {float(want64[index]):.8g}, "
+                f"got {float(got64[index]):.8g}")  # numbers, not np.float64(...) reprs
     error = np.abs(np.where(finite_wanted, got64, 0.0) - np.where(finite_wanted, want64, 0.0))
     allowed = tol.atol + tol.rtol * np.abs(np.where(finite_wanted, want64, 0.0))  # 0 * inf would warn
     outside = error > allowed

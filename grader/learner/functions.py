@@ -1,8 +1,8 @@
 """Which of the learner's functions each visible test exercises, read from the test files (nothing is run).
 
 A test calls probes (`check(probe_encode, ...)`, `target.run(probe_fit, ...)`), and a probe calls the learner's code
-(`m.CharTokenizer(text).encode(other)`). Every name, attribute and operator reachable from the test through the test
-file's own functions is collected; a learner function `A.b` is exercised when `b` is among them (`A` for `A.__init__`
+(`m.CharTokenizer(text).encode(other)`). Every name, attribute and operator reachable from the test through the
+functions of its file and of the test helpers it imports (tests/stageNN/helpers.py) is collected; a learner function `A.b` is exercised when `b` is among them (`A` for `A.__init__`
 and for `A.forward`, which a call of the module runs; the operator for `A.__add__`). It over-counts a little (two classes with an `encode` are both named), which is the
 safe side for `check STAGE FUNCTION` and for the hint that names a function.
 """
@@ -62,6 +62,27 @@ def _words(node: ast.AST, helpers: dict[str, ast.FunctionDef], seen: set[str]) -
     return words
 
 
+def _imported_helpers(tree: ast.Module, path: Path) -> dict[str, ast.FunctionDef]:
+    """The functions a test file imports from the tests package (`from tests.stage01.helpers import probe_x`, or
+    relatively), with every function of those files, whose bodies the imported ones may call."""
+    found = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) or not node.module:
+            continue
+        if node.level == 0 and node.module.split(".")[0] == "tests":
+            source = ROOT.joinpath(*node.module.split(".")).with_suffix(".py")
+        elif node.level == 1:
+            source = path.parent.joinpath(*node.module.split(".")).with_suffix(".py")
+        else:
+            continue
+        try:
+            imported = ast.parse(source.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError):
+            continue
+        found.update({n.name: n for n in imported.body if isinstance(n, ast.FunctionDef)})
+    return found
+
+
 def _exercised(function: str, words: set[str]) -> bool:
     parts = function.split(".")
     if parts[-1] in ("__init__", "forward", "__call__") and len(parts) > 1:  # Linear(...) and layer(x) name the class
@@ -84,7 +105,8 @@ def _tests(stage_id: str) -> tuple[Test, ...]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (OSError, SyntaxError):
             continue
-        helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("test_")}
+        helpers = {**_imported_helpers(tree, path),
+                   **{n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("test_")}}
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 words = _words(node, helpers, set())

@@ -23,7 +23,7 @@ import pytest
 from .. import manifest
 from ..harness import F64, Mistake, Tol, assert_close, check_transportable, run_probe
 from ..manifest import ROOT
-from . import expected, targets
+from . import expected, pinpoint, targets
 
 if TYPE_CHECKING:  # the sandbox is imported only when --sandbox is given
     from ..sandbox import Sandbox
@@ -226,12 +226,16 @@ def check(target: Subject, reference: Subject) -> Callable:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Append the manifest's hint for the test's concept to a failure."""
+    """After a failure's traceback, say where the target's own code raised: its file, line and source line, and the
+    probe's input. (Hints come on request, `python -m grader hint`, never with a failure.)"""
     outcome = yield
     report = outcome.get_result()
-    marker = item.get_closest_marker("concept")
-    found = manifest.stage_of_test_path(item.path)
-    if report.failed and marker and found:
-        hint = found[0].hint(marker.args[0])
-        if hint:
-            report.sections.append(("hint", hint))
+    if not report.failed or call.excinfo is None or manifest.stage_of_test_path(item.path) is None:
+        return
+    try:
+        folder = targets.resolve(item.config.getoption("--target"))
+    except targets.TargetError:
+        return
+    where = pinpoint.locate(call.excinfo.value, folder)
+    if where is not None and where["kind"] != "stub":  # a stub's message already names its file
+        report.sections.append(("where in your code", f"{where['message']}\n{pinpoint.describe(where)}"))

@@ -2,7 +2,9 @@
 
 Loaded by the grader's runner as `-p grader.suites.plugin --grader-report PATH`. It writes JSON lines to PATH as the run
 goes: first {"collected": N}, then one record per test as it finishes, so a run that dies half-way still leaves what
-it finished, and the runner can show progress while it waits.
+it finished, and the runner can show progress while it waits. When the target's own code raised, the record's message
+says where (file, line, source line) and on which probe input, and `where` holds the same as data (pinpoint.py); a
+module that does not import gets the compiler's message and no hint.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from .. import manifest
 from ..harness import Mismatch, Unimplemented
 from ..sandbox import SubmissionCrashed, SubmissionError
+from . import pinpoint, targets
 
 MESSAGE_LIMIT = 4000
 
@@ -37,6 +40,7 @@ class Recorder:
     def __init__(self, path: Path):
         self.path = path
         self.records: dict[str, dict] = {}
+        self.folder: Path | None = None  # the target's folder, once a failure needs it
         path.write_text("")
 
     def _write(self, record: dict) -> None:
@@ -59,13 +63,32 @@ class Recorder:
         if report.failed and record["outcome"] != "failed":
             record["outcome"] = "failed"
             record["phase"] = report.when
-            record["message"] = _message(call.excinfo) if call.excinfo else report.longreprtext[:MESSAGE_LIMIT]
+            message = _message(call.excinfo) if call.excinfo else report.longreprtext[:MESSAGE_LIMIT]
+            where = self._where(item, call.excinfo)
+            if where is not None:
+                record["where"] = where
+                if where["kind"] == "import":  # the compiler's (or importer's) word, and no concept's hint
+                    message, record["hint"] = where["message"], None
+                message = f"{message}\n{pinpoint.describe(where)}"
+            record["message"] = pinpoint.numbers(message)
             record["details"] = report.longreprtext[-MESSAGE_LIMIT:]
         elif report.skipped and record["outcome"] == "passed":
             record["outcome"] = "skipped"
             record["message"] = str(call.excinfo.value) if call.excinfo else "skipped"
         if report.when == "teardown":
             self._write(record)
+
+    def _where(self, item: pytest.Item, excinfo: pytest.ExceptionInfo | None) -> dict | None:
+        """Where the target's own code raised (not a stub: its message already names it), or None."""
+        if excinfo is None:
+            return None
+        if self.folder is None:
+            try:
+                self.folder = targets.resolve(item.config.getoption("--target"))
+            except (ValueError, KeyError):
+                return None
+        where = pinpoint.locate(excinfo.value, self.folder)
+        return where if where is not None and where["kind"] != "stub" else None
 
     @staticmethod
     def _new_record(item: pytest.Item) -> dict:
@@ -85,6 +108,7 @@ class Recorder:
             "details": "",
             "phase": None,
             "duration": 0.0,
+            "where": None,
         }
 
 

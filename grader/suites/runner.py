@@ -32,6 +32,7 @@ class TestResult:
     concept: str | None = None
     hint: str | None = None
     duration: float = 0.0
+    where: dict | None = None  # where the target's code raised: {file, path, line, source, function, kind, ...}
 
     @property
     def passed(self) -> bool:
@@ -187,7 +188,7 @@ def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False
             continue
         if record.get("stage") in results:
             fields = {k: record.get(k) for k in ("nodeid", "name", "stage", "hidden", "outcome", "message",
-                                                 "details", "concept", "hint", "duration")}
+                                                 "details", "concept", "hint", "duration", "where")}
             results[record["stage"]].tests.append(TestResult(**fields))
     if on_progress:
         on_progress(len(records), collected or len(records))
