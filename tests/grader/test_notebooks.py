@@ -87,7 +87,8 @@ def executed(request, tmp_path_factory) -> dict[tuple[str, str], list[dict] | Ex
     """(kind, stage id) -> the outcomes of every code cell, for the instructor and student notebook of every stage
     that a selected test needs."""
     wanted = {item.callspec.params["stage"].id for item in request.session.items
-              if "executed" in getattr(item, "fixturenames", ()) and "stage" in getattr(item, "callspec").params}
+              if "executed" in getattr(item, "fixturenames", ())
+              and "stage" in getattr(getattr(item, "callspec", None), "params", {})}
     root = tmp_path_factory.mktemp("executed")
     jobs = [(kind, stage) for stage in STAGES if stage.id in wanted for kind in KINDS]
     with ThreadPoolExecutor(max_workers=2) as pool:
