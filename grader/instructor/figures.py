@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import manifest
 from ..manifest import ROOT
 
 FIGURES = ROOT / "docs" / "figures"
@@ -129,6 +130,11 @@ class Figure:
 
 
 REGISTRY: list[Figure] = []
+
+
+def in_manifest(spec: Figure) -> bool:
+    """Whether the figure's stage is in the manifest: a figure made ahead of its stage waits until the stage lands."""
+    return any(stage.id == spec.stage for stage in manifest.stages())
 
 
 def figure(name: str, stage: str, caption: str, model: bool = False):
@@ -829,6 +835,139 @@ def _(data: dict):
     return fig
 
 
+# ---------------------------------------------------------------------- stage 12: the roofline and the memory
+
+# The machine the pictures assume: the float32 matmul peak measured on 2 cores (docs/benchmarks.md's kind of machine)
+# and a round memory bandwidth; systems.measure_matmul and systems.measure_bandwidth measure yours.
+PEAK_GFLOPS, BANDWIDTH_GBS = 205.0, 20.0
+
+
+@figure("12-roofline", "12", "The roofline: what an operation of each arithmetic intensity can reach")
+def roofline_figure() -> dict:
+    from solutions import systems
+
+    ops = {f"matmul {n}x{n}x{n}": systems.matmul_intensity(n, n, n) for n in (16, 64, 256, 1024)}
+    ops["cpu-small feed-forward (768x128)@(128x344)"] = systems.matmul_intensity(768, 128, 344)
+    for T in (64, 1024):
+        ops[f"attention T = S = {T}, Dh 32"] = systems.attention_intensity(T, T, 32)
+        ops[f"flash attention T = S = {T}, Dh 32"] = systems.attention_intensity(T, T, 32, tiled=True)
+    points = [{"op": name, "intensity": value,
+               "attainable": systems.roofline(value, PEAK_GFLOPS, BANDWIDTH_GBS)} for name, value in ops.items()]
+    intensities = np.geomspace(0.1, 1000, 81)
+    return {"inputs": {"peak_gflops": PEAK_GFLOPS, "bandwidth_gbs": BANDWIDTH_GBS, "itemsize": 4},
+            "data": {"ops": points, "curve": [[x, systems.roofline(x, PEAK_GFLOPS, BANDWIDTH_GBS)]
+                                             for x in intensities]}}
+
+
+@roofline_figure.draw
+def _(data: dict):
+    plt = _pyplot()
+    curve = np.array(data["data"]["curve"])
+    fig, axis = plt.subplots(figsize=(9.5, 4))
+    axis.loglog(curve[:, 0], curve[:, 1], color="0.3")
+    ridge = data["inputs"]["peak_gflops"] / data["inputs"]["bandwidth_gbs"]
+    axis.axvline(ridge, color="0.6", linestyle=":", linewidth=0.8)
+    axis.annotate(f"ridge {ridge:g} FLOP/byte", (ridge, 3), xytext=(4, 0), textcoords="offset points", fontsize=8)
+    for point, marker in zip(data["data"]["ops"], "ooooosDsD"):
+        axis.plot(point["intensity"], point["attainable"], marker, markersize=6, label=point["op"])
+    axis.set_xlabel("arithmetic intensity (FLOPs per byte moved, float32)")
+    axis.set_ylabel("attainable GFLOP/s")
+    axis.set_title(f"min(peak {data['inputs']['peak_gflops']:g} GFLOP/s, intensity x "
+                   f"{data['inputs']['bandwidth_gbs']:g} GB/s):\nsmall matmuls and untiled attention wait for memory",
+                   fontsize=9)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+@figure("12-memory", "12", "The bytes of one training step of the cpu-small model, as the context grows")
+def memory_figure() -> dict:
+    from solutions import systems
+    from solutions.gpt import GPTConfig
+
+    batch, rows = 12, []
+    for context in (64, 256, 1024):
+        config = GPTConfig(vocab_size=76, context=context)
+        memory = systems.training_memory(config, batch)
+        rows.append({"context": context, **memory,
+                     "activations_checkpointed": systems.activation_bytes(config, batch, checkpointed=True)})
+    return {"inputs": {"model": "cpu-small (4 layers, width 128, 76 characters)", "batch": batch, "itemsize": 4},
+            "data": {"rows": rows}}
+
+
+@memory_figure.draw
+def _(data: dict):
+    plt = _pyplot()
+    rows = data["data"]["rows"]
+    parts = ["parameters", "gradients", "optimizer", "activations"]
+    colours = ("tab:blue", "tab:cyan", "tab:green", "tab:orange")
+    fig, axes = plt.subplots(1, len(rows), figsize=(9, 3.4))
+    for axis, row in zip(axes, rows):
+        for x, checkpointed in ((0, False), (1, True)):
+            bottom = 0.0
+            for part, colour in zip(parts, colours):
+                key = "activations_checkpointed" if checkpointed and part == "activations" else part
+                value = row[key] / 2 ** 20
+                axis.bar(x, value, 0.6, bottom=bottom, color=colour, label=part if x == 0 else None)
+                bottom += value
+            axis.text(x, bottom, f"{bottom:.0f} MiB", ha="center", va="bottom", fontsize=8)
+        axis.set_xticks([0, 1], ["as is", "checkpointed"])
+        axis.set_title(f"context {row['context']}", fontsize=9)
+        axis.margins(y=0.12)
+    axes[0].set_ylabel("MiB")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"{data['inputs']['model']}, batch {data['inputs']['batch']}, float32: one AdamW step's bytes; "
+                 f"attention's B·H·T² probabilities grow fastest", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------- stage 13: the cost of an all-reduce
+
+LATENCY_SECONDS, LINK_BYTES_PER_SECOND = 5e-6, 5e9  # an assumed link: 5 µs per message, 5 GB/s
+
+
+@figure("13-allreduce-cost", "13", "The alpha-beta cost of a ring all-reduce, and the scaling it allows")
+def allreduce_cost() -> dict:
+    from solutions import parallel
+
+    gradients = {"cpu-small (801,408 float32)": 801_408 * 4, "GPT-2 small (124 M float32)": 124_000_000 * 4}
+    compute = {"cpu-small (801,408 float32)": 0.05, "GPT-2 small (124 M float32)": 2.0}  # assumed seconds per step
+    ranks = [1, 2, 4, 8, 16, 32, 64]
+    link = {"latency": LATENCY_SECONDS, "bandwidth": LINK_BYTES_PER_SECOND}
+    rows = {name: {"seconds": [parallel.allreduce_seconds(nbytes, n, **link) for n in ranks],
+                   "efficiency": [parallel.scaling_efficiency(compute[name], nbytes, n, **link) for n in ranks]}
+            for name, nbytes in gradients.items()}
+    return {"inputs": {"latency_seconds": LATENCY_SECONDS, "bandwidth_bytes_per_second": LINK_BYTES_PER_SECOND,
+                       "gradient_bytes": gradients, "compute_seconds": compute, "ranks": ranks},
+            "data": rows}
+
+
+@allreduce_cost.draw
+def _(data: dict):
+    plt = _pyplot()
+    ranks = data["inputs"]["ranks"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, row in data["data"].items():
+        axes[0].plot(ranks[1:], np.array(row["seconds"][1:]) * 1e3, "o-", markersize=3, label=name)
+        axes[1].plot(ranks, np.array(row["efficiency"]) * np.array(ranks), "o-", markersize=3, label=name)
+    axes[1].plot(ranks, ranks, color="0.6", linestyle=":", label="perfect")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("all-reduce time (ms)")
+    axes[0].set_title("T(N) = 2(N-1) α + 2(N-1)/N · bytes/β: nearly flat in N", fontsize=9)
+    axes[1].set_ylabel("speed-up N · E(N)")
+    axes[1].set_title(f"compute then all-reduce, no overlap; α = {data['inputs']['latency_seconds'] * 1e6:g} µs, "
+                      f"β = {data['inputs']['bandwidth_bytes_per_second'] / 1e9:g} GB/s", fontsize=9)
+    for axis in axes:
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("ranks N")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------- the explorers' data
 
 
@@ -891,7 +1030,7 @@ def write(only: list[str] | None = None) -> list[Path]:
     written = []
     FIGURES.mkdir(parents=True, exist_ok=True)
     for spec in REGISTRY:
-        if only and spec.name not in only:
+        if (only and spec.name not in only) or not in_manifest(spec):
             continue
         stored = payload(spec)
         png = render_png(spec, stored)
@@ -939,7 +1078,7 @@ def stale(model: bool | None = None) -> list[str]:
     all) and, unless model is False, the explorers' data, as messages."""
     problems = []
     for spec in REGISTRY:
-        if model is None or spec.model == model:
+        if (model is None or spec.model == model) and in_manifest(spec):
             problems += stale_figure(spec)
     if model is not False:
         log = json.loads((MODEL_DIR / "log.json").read_text(encoding="utf-8"))
