@@ -99,6 +99,9 @@ def results(graded: dict, hidden_visibility: str, seconds: float) -> dict:
         lines += [f"This submission could not be graded: {graded['problem']}",
                   "Upload your stage modules (the files of your exercises/ folder, e.g. ngram.py), or the folder "
                   "itself, or a zip of it.", ""]
+    if graded.get("refused"):
+        lines += ["Not graded (only regular files are; links, special files, over-long names and deep folders are "
+                  "refused):", *grade.refusals(graded), ""]
     for entry in graded["stages"]:
         stage = manifest.stage(entry["stage"])
         earned = entry["visible_points"] + entry["hidden_points"]
@@ -117,7 +120,7 @@ def results(graded: dict, hidden_visibility: str, seconds: float) -> dict:
         for i, test in enumerate(entry["tests"], 1):
             share = (entry["max_hidden"] if test["hidden"] else entry["max_visible"]) / suite_size[test["hidden"]]
             passed = test["outcome"] == "passed"
-            output = "" if passed else (test["message"] or test["outcome"]) + (
+            output = "" if passed else "\n".join(grade.student_text(test["message"] or test["outcome"])) + (
                 f"\n\nHint: {test['hint']}" if test.get("hint") else "")
             tests.append({"name": f"{stage.label} › {test['name']}", "score": round(share, 4) if passed else 0.0,
                           "max_score": round(share, 4), "status": "passed" if passed else "failed", "output": output,
@@ -127,11 +130,12 @@ def results(graded: dict, hidden_visibility: str, seconds: float) -> dict:
     if hidden_visibility != "visible":
         lines.append(f"\nThe hidden tests count toward the score; their results are shown {SHOWN[hidden_visibility]}.")
     score = sum(e["visible_points"] + e["hidden_points"] for e in graded["stages"])
-    return {"score": round(score, 2), "execution_time": round(seconds), "output": "\n".join(lines), "tests": tests}
+    return {"score": round(score, 2), "execution_time": round(seconds), "output": "\n".join(lines), "tests": tests,
+            "stdout_visibility": "hidden"}  # run_autograder's output (the raw record below) is for instructors
 
 
 def _failure(reason: str, seconds: float) -> dict:
-    return {"score": 0.0, "execution_time": round(seconds), "tests": [],
+    return {"score": 0.0, "execution_time": round(seconds), "tests": [], "stdout_visibility": "hidden",
             "output": f"The autograder failed before it could grade this submission ({reason}). This is not a "
                       f"verdict on your code; please tell your instructor."}
 
@@ -172,10 +176,12 @@ def run(root: Path) -> dict:
         level = sandbox.isolation_level()
         print(f"sandbox isolation: {level} ({sandbox.LEVELS[level]})")
         graded = grade.grade_one(submission, options)
+        raw = graded.pop("raw", {})  # what the submission printed and raised: to the instructors' log, never results
+        print("raw record (instructors only):", json.dumps(raw, indent=1)[-200_000:])
         data = results(graded, config.get("hidden_visibility", "after_due_date"), time.monotonic() - started)
     except BaseException as error:  # noqa: BLE001 - whatever happens, the student gets a results.json
         traceback.print_exc()  # run_autograder's stdout is the instructors' log on Gradescope
-        data = _failure(f"{type(error).__name__}: {error}", time.monotonic() - started)
+        data = _failure(type(error).__name__, time.monotonic() - started)  # its message may quote the submission
     _write(target, data)
     print(f"score {data['score']:g}; {len(data['tests'])} test entries; wrote {target}")
     return data

@@ -277,6 +277,8 @@ class Sandbox:
             env = {**{k: os.environ[k] for k in ("SYSTEMROOT", "TEMP", "TMP") if k in os.environ},
                    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         env.update({k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ})
+        for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(threads, "1")  # workers run side by side, and BLAS reserves memory per thread
         try:
             with open(self.log, "ab") as log:
                 self._process = subprocess.Popen(

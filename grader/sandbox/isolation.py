@@ -21,21 +21,19 @@ it dies the kernel kills everything it started.
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
 import itertools
 import json
 import os
 import platform
 import pwd
-import re
 import resource
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from ..manifest import ROOT
 
@@ -145,7 +143,7 @@ def _program_interpreter(executable: str) -> str | None:
     if data[:4] != b"\x7fELF" or data[4] != 2:  # 64-bit ELF only; elsewhere the loader's folder is exposed anyway
         return None
     order = "<" if data[5] == 1 else ">"
-    import struct
+
     offset, = struct.unpack_from(order + "Q", data, 0x20)
     size, count = struct.unpack_from(order + "HH", data, 0x36)
     for i in range(count):
@@ -196,7 +194,8 @@ def runtime_paths() -> tuple[str, ...]:
         else:
             exposed.add(os.path.dirname(path))  # a system library's folder, for the libraries loaded later
     loader = _program_interpreter(os.path.realpath(found["executable"]))
-    exposed |= {found["executable"], *([loader] if loader else []), "/etc/ld.so.cache"}
+    venvs = [os.path.join(p, "pyvenv.cfg") for p in prefixes]  # how Python knows it runs in a virtual environment
+    exposed |= {found["executable"], *([loader] if loader else []), "/etc/ld.so.cache", *venvs}
     repository = str(ROOT.resolve())
     return tuple(sorted(p for p in exposed if os.path.exists(p)
                         and not _inside(repository, p)  # never the repository or a folder holding it
