@@ -27,11 +27,15 @@ def notebook_name(stage: Stage) -> str:
 
 
 def relative_imports(source: str) -> set[str]:
-    """The sibling modules a module imports (`from .tensor import Tensor`, `from . import tensor`)."""
-    found = set()
-    for node in ast.walk(ast.parse(source)):
+    """The sibling modules a module imports when it is imported (`from .tensor import Tensor`, `from . import
+    tensor`); an import inside a function runs only if the function is called (train's optional parallel loop)."""
+    found, pending = set(), list(ast.parse(source).body)
+    while pending:
+        node = pending.pop()
         if isinstance(node, ast.ImportFrom) and node.level:
             found |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            pending += ast.iter_child_nodes(node)
     return found
 
 
