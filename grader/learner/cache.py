@@ -6,8 +6,8 @@ A stage's verdict depends on
     its visible test files and the test helpers they import (tests.stageNN...), and tests/conftest.py;
     what the target is compared with: the reference modules (solutions/) or the stored outputs (a student kit);
     the grader's harness, suites and manifest, and the Python and NumPy in use.
-The SHA-256 of all of that keys the stage's results in `.grader/results.json`, beside the target (for exercises/ that
-is the repository's root, where .grader/ is gitignored). A stage whose digest is unchanged answers from there at once;
+The SHA-256 of all of that keys the stage's results in `.grader/results-<folder>.json`, beside the target (for
+exercises/ that is the repository's root, where .grader/ is gitignored). A stage whose digest is unchanged answers from there at once;
 the others run again, the current stage first so that its verdict is the first thing ready. Only complete runs of the
 visible suites are kept: a run that timed out or crashed is shown, never remembered.
 """
@@ -29,8 +29,7 @@ from .. import manifest
 from ..manifest import ROOT, Stage
 from ..suites import runner, targets
 
-STATE = ".grader"  # gitignored; holds results.json and the hint steps (hints.json)
-RESULTS = "results.json"
+STATE = ".grader"  # gitignored; holds results-<folder>.json and the hint steps (hints.json)
 FORMAT = 1  # bump when what is stored changes shape
 GRADER_CODE = ("grader/manifest.py", "grader/stages.toml", "grader/harness", "grader/suites")
 
@@ -52,6 +51,11 @@ def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
         return []
     return [(len(dots), module, [n.strip() for n in names.split(",") if n.strip()])
             for dots, module, names in IMPORT.findall(text)]
+
+
+def results_path(folder: Path) -> Path:
+    """The cache file of one target folder (exercises/ and solutions/ side by side keep one each)."""
+    return state_dir(folder) / f"results-{folder.name}.json"
 
 
 def _relative_imports(path: Path) -> list[str]:
@@ -188,7 +192,7 @@ class Cache:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.path = state_dir(folder) / RESULTS
+        self.path = results_path(folder)
         stored = read_json(self.path)
         self.stages: dict = stored.get("stages", {}) if stored.get("format") == FORMAT and \
             stored.get("target") == str(folder) else {}

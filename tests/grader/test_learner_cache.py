@@ -38,7 +38,7 @@ def runs(monkeypatch):
 def test_an_unchanged_tree_answers_from_the_cache(folder, runs):
     first = cache.run(STAGES, str(folder))
     assert runs == [["01"], ["02", "03", "04"]], "the current stage runs alone, first"
-    assert first.cached == [] and (folder.parent / ".grader" / "results.json").is_file()
+    assert first.cached == [] and cache.results_path(folder).is_file()
     again = cache.run(STAGES, str(folder))
     assert runs == [["01"], ["02", "03", "04"]], "nothing ran the second time"
     assert again.cached == ["01", "02", "03", "04"]
@@ -94,7 +94,7 @@ def test_fresh_ignores_the_cache(folder, runs):
 
 def test_a_damaged_cache_file_is_ignored(folder, runs):
     cache.run(STAGES[:1], str(folder))
-    (folder.parent / ".grader" / "results.json").write_text("{not json", encoding="utf-8")
+    cache.results_path(folder).write_text("{not json", encoding="utf-8")
     cache.run(STAGES[:1], str(folder))
     assert runs == [["01"], ["01"]]
 
@@ -114,7 +114,7 @@ def test_progress_twice_runs_pytest_once_and_says_the_same(tmp_path):
     folder = skeleton(tmp_path)
     first = grader("--target", str(folder))
     assert first.returncode == 0, first.stderr
-    stored = json.loads((tmp_path / ".grader" / "results.json").read_text(encoding="utf-8"))
+    stored = json.loads((tmp_path / ".grader" / "results-exercises.json").read_text(encoding="utf-8"))
     assert stored["target"] == str(folder) and "01" in stored["stages"]
     second = grader("--target", str(folder))
     assert second.stdout == first.stdout
