@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -175,6 +176,7 @@ return {
   katex: document.querySelectorAll('.katex').length,
   katexErrors: [...document.querySelectorAll('.katex-error')].map(e => e.title || e.textContent),
   rawMath: (clone.textContent.match(/\\$\\$|\\\\\\[|\\\\\\(/g) || []).length,
+  duplicateIds: [...document.querySelectorAll('[id]')].map(e => e.id).filter((id, i, all) => all.indexOf(id) !== i),
 };
 """
 
@@ -191,6 +193,7 @@ def test_every_page_loads_from_disk_with_math_figures_and_working_links(built, b
         found = browser.execute_script(PAGE_CHECKS)
         problems += [f"{page}: loaded from outside the disk: {url}" for url in found["resources"]
                      if not url.startswith(("file:", "data:", "blob:"))]
+        problems += [f"{page}: the id {name!r} is used twice" for name in found["duplicateIds"]]
         problems += [f"{page}: image {src} did not load" for src, complete, width in found["images"]
                      if not complete or width == 0]
         if found["rendered"] != found["math"] or found["katexErrors"] or found["rawMath"]:
@@ -335,16 +338,18 @@ def test_save_screenshots(built, browser):
     open_page(browser, built, "06-attention.html")
     browser.execute_script("document.querySelector('img[src*=\"06-attention-maps\"]').scrollIntoView()"
                            "; window.scrollBy(0, -120)")
+    time.sleep(0.6)
     browser.save_screenshot(str(SCREENSHOTS / "stage-06-attention.png"))
     open_page(browser, built, "05-optim.html")
-    browser.execute_script("document.querySelector('.katex-display').scrollIntoView(); window.scrollBy(0, -200)")
+    browser.execute_script("document.getElementById('4-adam').scrollIntoView(); window.scrollBy(0, -60)")
+    time.sleep(0.6)  # the header's title animates on scroll
     browser.save_screenshot(str(SCREENSHOTS / "stage-05-optim.png"))
     open_page(browser, built, "explorers/sampling.html")
     set_control(browser, "sampling-temperature", 0.8)
     set_control(browser, "sampling-top-p", 0.9)
-    browser.find_element("id", "sampling-explorer").screenshot(str(SCREENSHOTS / "sampling-explorer.png"))
+    browser.find_element("id", "sampler").screenshot(str(SCREENSHOTS / "sampling-explorer.png"))
     open_page(browser, built, "explorers/attention.html")
     set_control(browser, "attention-layer", 2)
     set_control(browser, "attention-head", 1)
     set_control(browser, "attention-query", 40)
-    browser.find_element("id", "attention-explorer").screenshot(str(SCREENSHOTS / "attention-explorer.png"))
+    browser.find_element("id", "attention-viewer").screenshot(str(SCREENSHOTS / "attention-explorer.png"))
