@@ -181,42 +181,63 @@ return {
 """
 
 
+def page_problems(driver, root: Path, page: str, texts: dict[Path, str]) -> tuple[list[str], dict]:
+    """Open root/page from disk; what is wrong with it (console errors and warnings, requests that leave the disk,
+    ids used twice, images that did not load, math left unrendered, links to missing files or anchors), and the
+    page's own facts (PAGE_CHECKS)."""
+    console = open_page(driver, root, page)
+    problems = [f"{page}: console {entry['level']}: {entry['message']}" for entry in console
+                if entry["level"] in ("SEVERE", "WARNING")]
+    found = driver.execute_script(PAGE_CHECKS)
+    problems += [f"{page}: loaded from outside the disk: {url}" for url in found["resources"]
+                 if not url.startswith(("file:", "data:", "blob:"))]
+    problems += [f"{page}: the id {name!r} is used twice" for name in found["duplicateIds"]]
+    problems += [f"{page}: image {src} did not load" for src, complete, width in found["images"]
+                 if not complete or width == 0]
+    if found["rendered"] != found["math"] or found["katexErrors"] or found["rawMath"]:
+        problems.append(f"{page}: {found['rendered']} of {found['math']} formulas rendered, KaTeX errors "
+                        f"{found['katexErrors'][:3]}, {found['rawMath']} raw $$ or \\[ left in the text")
+    for link in found["links"]:
+        url = urlparse(link)
+        if url.scheme != "file":
+            continue
+        target = Path(unquote(url.path))
+        if not target.is_file():
+            problems.append(f"{page}: broken link {link}")
+        elif url.fragment and target.suffix == ".html":
+            text = texts.setdefault(target, target.read_text(encoding="utf-8"))
+            if f'id="{url.fragment}"' not in text:
+                problems.append(f"{page}: link to a missing anchor {link}")
+    return problems, found
+
+
 def test_every_page_loads_from_disk_with_math_figures_and_working_links(built, browser):
     pages = sorted(p.relative_to(built).as_posix() for p in built.rglob("*.html") if p.name != "404.html")
     assert len(pages) >= len(manifest.stages()) + 3
     texts: dict[Path, str] = {}
-    problems = []
+    problems, facts = [], {}
     for page in pages:
-        console = open_page(browser, built, page)
-        problems += [f"{page}: console {entry['level']}: {entry['message']}" for entry in console
-                     if entry["level"] in ("SEVERE", "WARNING")]
-        found = browser.execute_script(PAGE_CHECKS)
-        problems += [f"{page}: loaded from outside the disk: {url}" for url in found["resources"]
-                     if not url.startswith(("file:", "data:", "blob:"))]
-        problems += [f"{page}: the id {name!r} is used twice" for name in found["duplicateIds"]]
-        problems += [f"{page}: image {src} did not load" for src, complete, width in found["images"]
-                     if not complete or width == 0]
-        if found["rendered"] != found["math"] or found["katexErrors"] or found["rawMath"]:
-            problems.append(f"{page}: {found['rendered']} of {found['math']} formulas rendered, KaTeX errors "
-                            f"{found['katexErrors'][:3]}, {found['rawMath']} raw $$ or \\[ left in the text")
-        for link in found["links"]:
-            url = urlparse(link)
-            if url.scheme != "file":
-                continue
-            target = Path(unquote(url.path))
-            if not target.is_file():
-                problems.append(f"{page}: broken link {link}")
-            elif url.fragment and target.suffix == ".html":
-                text = texts.setdefault(target, target.read_text(encoding="utf-8"))
-                if f'id="{url.fragment}"' not in text:
-                    problems.append(f"{page}: link to a missing anchor {link}")
+        found_problems, facts[page] = page_problems(browser, built, page, texts)
+        problems += found_problems
     assert not problems, "\n".join(problems[:40])
     for stage in manifest.stages():
         page = stage.doc.removeprefix("docs/").replace(".md", ".html")
-        open_page(browser, built, page)
-        found = browser.execute_script(PAGE_CHECKS)
-        assert found["katex"] > 0, f"{page} shows no math"
-        assert any(src.startswith("figures/") for src, _, _ in found["images"]), f"{page} shows no figure"
+        assert facts[page]["katex"] > 0, f"{page} shows no math"
+        assert any(src.startswith("figures/") for src, _, _ in facts[page]["images"]), f"{page} shows no figure"
+
+
+def test_the_page_checks_catch_what_they_look_for(tmp_path, built, browser):
+    """A page with every fault the checks look for: each one is reported (so a green run means something)."""
+    (tmp_path / "bad.html").write_text(
+        "<html><body><article><p>$$x^2$$ left raw</p><div class='arithmatex'>\\[y\\]</div>"
+        "<img src='missing.png'><span id='twice'></span><span id='twice'></span>"
+        "<a href='nowhere.html'>a</a><a href='bad.html#no-such-anchor'>b</a>"
+        "<script>console.error('boom')</script></article></body></html>", encoding="utf-8")
+    problems, _ = page_problems(browser, tmp_path, "bad.html", {})
+    report = "\n".join(problems)
+    for expected in ("console SEVERE", "'twice' is used twice", "image missing.png did not load",
+                     "0 of 1 formulas rendered", "broken link", "missing anchor"):
+        assert expected in report, f"not caught: {expected}\n{report}"
 
 
 def test_search_works_from_disk(built, browser):
