@@ -1,1 +1,1 @@
-"""The instructor's commands: grade (sandboxed), release, gradescope, expected, docs."""
+"""The instructor's commands: grade (sandboxed), release, gradescope, expected, docs, site and figures (the book)."""
