@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import manifest, report, source
+from ..learner import pristine
 from ..learner.progress import select_stages
 from ..manifest import ROOT
 from ..suites import expected, runner
@@ -77,29 +78,16 @@ def learner_functions() -> dict[str, set[str]]:
         for stage in manifest.stages()}
 
 
-def stub_message(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    """The message of `raise NotImplementedError("...")` when that, after the docstring, is the function's whole body
-    (None otherwise; "" for a raise without a literal message)."""
-    body = function.body[1:] if ast.get_docstring(function, clean=False) is not None else function.body
-    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
-        return None
-    raised = body[0].exc
-    called = raised.func if isinstance(raised, ast.Call) else raised
-    if not (isinstance(called, ast.Name) and called.id == "NotImplementedError"):
-        return None
-    if isinstance(raised, ast.Call) and raised.args and isinstance(raised.args[0], ast.Constant):
-        return str(raised.args[0].value)
-    return ""
-
-
 def functions(text: str) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
     """Qualified name -> node of every function and method of a module (nested ones named with '.<locals>.')."""
     return dict(source._functions(ast.parse(text)))
 
 
 def filled(text: str, learner: set[str]) -> list[str]:
-    """The learner's functions in `text` whose body is no longer a stub (the learner's work: never overwritten)."""
-    return [name for name, node in functions(text).items() if name in learner and stub_message(node) is None]
+    """The learner's functions in `text` whose body is no longer a stub (the learner's work: never overwritten);
+    SyntaxError when `text` does not parse."""
+    still_stubs = set(pristine.stubs(text))
+    return [name for name in functions(text) if name in learner and name not in still_stubs]
 
 
 def _indent(line: str) -> int:
