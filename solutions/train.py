@@ -431,23 +431,31 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
 def main(argv: list[str] | None = None) -> dict:
     """python -m solutions.train --preset cpu-small [--out DIR] [--resume] [--steps N] [--stop-after N]
-    (or exercises.train: the same command runs your own code)."""
+    [--data-parallel [--zero]] (or exercises.train: the same command runs your own code)."""
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}.train", description="Train the GPT on Shakespeare.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--out", default=None, help="the run's directory (default runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--steps", type=int, default=None, help="total steps (the schedule's length)")
     parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) at this step")
+    parser.add_argument("--data-parallel", action="store_true", help="stage 13: under mpiexec -n N, N processes share "
+                        "each batch")
+    parser.add_argument("--zero", action="store_true", help="stage 13: data-parallel with ZeRO-1 (AdamW's state split)")
     args = parser.parse_args(argv)
     config = PRESETS[args.preset]
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps, warmup_steps=min(config.warmup_steps, args.steps))
+    run, options = train, {}
+    if args.data_parallel or args.zero:  # stage 13's loop, imported only here: it needs mpi4py
+        from . import parallel_train
+        run, options = parallel_train.train_data_parallel, {"zero": args.zero}
     try:
-        summary = train(config, args.out or f"runs/{args.preset}", args.resume, stop_after=args.stop_after)
-    except (OSError, ValueError) as error:
+        summary = run(config, args.out or f"runs/{args.preset}", args.resume, stop_after=args.stop_after, **options)
+    except (OSError, ValueError, ImportError) as error:
         parser.error(str(error))
-    print(f"stopped at step {summary['step']}: last validation loss {summary['final_val_loss']:.4f}, "
-          f"{summary['tokens_per_second']:,.0f} tokens/s, {summary['elapsed']:.0f} s")
+    if summary.get("rank", 0) == 0:  # one line per run, not per process
+        print(f"stopped at step {summary['step']}: last validation loss {summary['final_val_loss']:.4f}, "
+              f"{summary['tokens_per_second']:,.0f} tokens/s, {summary['elapsed']:.0f} s")
     return summary
 
 
