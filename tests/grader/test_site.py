@@ -68,7 +68,12 @@ def test_every_stage_shows_a_figure_and_every_figure_is_made_by_the_command():
         mine = [spec.name for spec in figures.REGISTRY if spec.stage == stage.id]
         assert mine, f"stage {stage.id} has no figure"
         for name in mine:
-            assert f"](figures/{name}.png)" in page, f"{stage.doc} does not show figures/{name}.png"
+            assert f"](figures/{name}.png)" in page, f"{stage.doc} does not show figures/{name}.png: add " \
+                                                     f"![{spec_caption(name)}](figures/{name}.png) where it belongs"
+
+
+def spec_caption(name: str) -> str:
+    return next(spec.caption for spec in figures.REGISTRY if spec.name == name)
 
 
 def test_figure_data_round_trips_and_compares_within_tolerance():
@@ -222,7 +227,8 @@ def test_every_page_loads_from_disk_with_math_figures_and_working_links(built, b
     assert not problems, "\n".join(problems[:40])
     for stage in manifest.stages():
         page = stage.doc.removeprefix("docs/").replace(".md", ".html")
-        assert facts[page]["katex"] > 0, f"{page} shows no math"
+        assert facts[page]["katex"] > 0, f"{page} shows no math: write at least its central formula as $$...$$ " \
+                                         f"(KaTeX in the book; GitHub renders it too)"
         assert any(src.startswith("figures/") for src, _, _ in facts[page]["images"]), f"{page} shows no figure"
 
 
