@@ -272,62 +272,81 @@ def stale_notebooks(files: dict[Path, str] | None = None) -> list[Stale]:
 # ---------------------------------------------------------------- the command
 
 
+WHERE = {"exercises": "exercises/", "docs": "README.md, docs/README.md", "expected": "tests/expected/",
+         "notebooks": "notebooks/"}
+FAILURES = (BuildError, source.SourceError, ValueError, RuntimeError, OSError)  # a kind that cannot be generated
+
+
+def _cannot(kind: str, error: Exception) -> Stale:
+    return Stale(WHERE[kind], f"cannot be regenerated: {error}", FIX[kind])
+
+
 def check(kinds: tuple[str, ...] = KINDS) -> list[Stale]:
-    """Every stale derived file of these kinds; writes nothing."""
+    """Every stale derived file of these kinds; writes nothing. A kind that cannot be generated at all (a malformed
+    source, a reference failing its own tests) is one entry saying why; the other kinds are still checked."""
     found = []
     for kind in kinds:
-        found += {"exercises": stale_exercises, "docs": stale_docs, "expected": stale_expected,
-                  "notebooks": stale_notebooks}[kind]()
+        try:
+            found += {"exercises": stale_exercises, "docs": stale_docs, "expected": stale_expected,
+                      "notebooks": stale_notebooks}[kind]()
+        except FAILURES as error:
+            found.append(_cannot(kind, error))
     return found
 
 
+def _write_docs() -> list[str]:
+    stale = [s.path for s in stale_docs()]
+    docs.write()
+    return stale
+
+
+def _write_notebooks() -> list[str]:
+    files, written = _notebook_files(), []
+    for stale in stale_notebooks(files):
+        path = ROOT / stale.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path], encoding="utf-8", newline="\n")
+        written.append(stale.path)
+    return written
+
+
 def build(kinds: tuple[str, ...] = KINDS, force: bool = False) -> tuple[list[str], list[Stale]]:
-    """Regenerate the stale derived files of these kinds; return (written, refused)."""
-    written, refused = [], []
-    if "exercises" in kinds:
-        done, refused = write_exercises(force)
-        written += done
-    if "docs" in kinds:
-        written += [s.path for s in stale_docs()]
-        docs.write()
-    if "expected" in kinds:
-        written += write_expected()
-    if "notebooks" in kinds:
-        files = _notebook_files()
-        for stale in stale_notebooks(files):
-            path = ROOT / stale.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(files[path], encoding="utf-8", newline="\n")
-            written.append(stale.path)
-    return written, refused
+    """Regenerate the stale derived files of these kinds, in order (the notebooks read what comes before); return
+    (written, failed: files left stale, each with the reason)."""
+    written, failed = [], []
+    for kind in kinds:
+        try:
+            if kind == "exercises":
+                done, refused = write_exercises(force)
+                written, failed = written + done, failed + refused
+            else:
+                written += {"docs": _write_docs, "expected": write_expected, "notebooks": _write_notebooks}[kind]()
+        except FAILURES as error:
+            failed.append(_cannot(kind, error))
+    return written, failed
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Regenerate every derived file (exercises/, the stage tables, tests/expected/, notebooks/); --check: list them."""
     kinds = tuple(k for k in KINDS if k in (args.only or KINDS))
-    try:
-        if args.check:
-            found = check(kinds)
-            for stale in found:
-                print(f"stale: {stale}")
-            if found:
-                print(f"{len(found)} derived file{'s are' if len(found) > 1 else ' is'} stale: run "
-                      f"`python -m grader build` to regenerate {'them all' if len(found) > 1 else 'it'}",
-                      file=sys.stderr)
-                return 1
-            print(f"every derived file is up to date ({', '.join(kinds)})")
-            return 0
-        written, refused = build(kinds, args.force)
-    except (BuildError, source.SourceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.check:
+        found = check(kinds)
+        for stale in found:
+            print(f"stale: {stale}")
+        if found:
+            print(f"{len(found)} derived file{'s are' if len(found) > 1 else ' is'} stale: run `python -m grader "
+                  f"build` to regenerate {'them all' if len(found) > 1 else 'it'}", file=sys.stderr)
+            return 1
+        print(f"every derived file is up to date ({', '.join(kinds)})")
+        return 0
+    written, failed = build(kinds, args.force)
     for path in written:
         print(f"wrote {path}")
-    for stale in refused:
+    for stale in failed:
         print(f"error: {stale.path}: {stale.why}", file=sys.stderr)
-    if not written and not refused:
+    if not written and not failed:
         print(f"every derived file was up to date ({', '.join(kinds)})")
-    return 1 if refused else 0
+    return 1 if failed else 0
 
 
 def cmd_expected(args: argparse.Namespace) -> int:
