@@ -3,7 +3,8 @@
 How quickly the learner's loop answers, measured as a learner meets it (whole `python -m grader` processes):
 
   progress_unchanged  `python -m grader` on a tree that has not changed since the last call (answered from .grader/)
-  progress_edited     the same right after an edit to the stage module (that stage runs, the rest come from the cache)
+  progress_edited     the same right after an edit to the stage module (it and every stage built on it run again;
+                      for stage 01, whose tokenizer most later stages import, that is most of them)
   watch_save          from writing the stage module to the end of watch's verdict on it (one stage's visible suite)
 
 Goals (issue 10), on 2 cores: progress_unchanged <= 1.5 s, watch_save <= 2 s. They are goals, never assertions:

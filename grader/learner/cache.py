@@ -230,11 +230,12 @@ def current(stages: list[Stage], known: dict[str, runner.StageResult | None]) ->
 
 
 def run(stages: Iterable[Stage], target: str = "exercises", on_progress: runner.Progress | None = None,
-        timeout: float | None = None, fresh: bool = False) -> runner.Run:
+        timeout: float | None = None, fresh: bool = False, warm: runner.Warm | None = None) -> runner.Run:
     """The visible suites of `stages` against `target`, answered from the cache where nothing changed.
 
     The stages that must run go in two pytest runs: the current stage (the first not known to be complete) alone,
-    then the rest together. `fresh` ignores what is stored (and stores the new results).
+    then the rest together. `fresh` ignores what is stored (and stores the new results). `warm` (watch's pytest
+    process started ahead) runs the first of them.
     """
     stages = list(stages)
     folder = targets.resolve(target)
@@ -248,7 +249,8 @@ def run(stages: Iterable[Stage], target: str = "exercises", on_progress: runner.
     started, errors = time.monotonic(), []
     for batch in (b for b in batches if b):
         left = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
-        done = runner.run(batch, target, hidden=False, on_progress=on_progress, timeout=left)
+        done = runner.run(batch, target, hidden=False, on_progress=on_progress, timeout=left, warm=warm)
+        warm = None  # it serves one run
         for result in done.stages:
             known[result.stage.id] = result
             if done.error is None:

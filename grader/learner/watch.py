@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import manifest, report
 from ..manifest import Stage
-from ..suites import targets
+from ..suites import runner, targets
 from . import cache
 
 QUIET_SECONDS = 0.2  # an editor may save in several writes: check once they have stopped
@@ -52,13 +52,13 @@ def wait_for_change(folder: Path, since: Snapshot, interval: float) -> None:
         current = settled
 
 
-def check(stages: list[Stage], index: int, target: str, timeout: float) -> int:
+def check(stages: list[Stage], index: int, target: str, timeout: float, warm: runner.Warm | None = None) -> int:
     """Run the current stage; while it passes, say so and go on. Returns the index of the new current stage."""
     folder = targets.resolve(target)
     while index < len(stages):
         stage = stages[index]
         with report.progress(f"checking stage {stage.id}") as on_progress:
-            run = cache.run([stage], target, on_progress=on_progress, timeout=timeout)
+            run = cache.run([stage], target, on_progress=on_progress, timeout=timeout, warm=warm)
         result = run.stages[0]
         done, total = result.passed(), result.total()
         finished = result.complete and run.error is None
@@ -81,24 +81,32 @@ def watch(target: str, interval: float, max_checks: int | None, timeout: float) 
     stages = list(manifest.stages())
     first = cache.current(stages, cache.lookup(stages, target))  # the stages the cache knows complete are skipped
     index, checks = (stages.index(first) if first else 0), 0
-    while True:
-        seen = snapshot(folder)  # taken before the check, so a save during it triggers the next one
-        checks += 1
-        if report.fancy():
-            print("\x1b[2J\x1b[H", end="")  # a fresh screen per check, as rustlings does
-        elif checks > 1:
-            print()
-        report.say(f"check {checks} at {time.strftime('%H:%M:%S')}  (target: {report.shown_path(folder)})", "dim")
-        index = check(stages, index, target, timeout)
-        report.say(f"\nStages complete  [{report.bar(index, len(stages))}] {index}/{len(stages)}")
-        if index == len(stages):
-            report.say("Every stage passes. Well done.", "bold green")
-            return 0
-        if max_checks is not None and checks >= max_checks:
-            return 0
-        report.say(f"\nWatching {report.shown_path(folder)} for changes (Ctrl-C to stop)")
-        sys.stdout.flush()  # the check's output must appear now, even when piped
-        wait_for_change(folder, seen, interval)
+    warm = None  # a pytest started while the learner edits, so that the check after a save starts at once
+    try:
+        while True:
+            seen = snapshot(folder)  # taken before the check, so a save during it triggers the next one
+            checks += 1
+            if report.fancy():
+                print("\x1b[2J\x1b[H", end="")  # a fresh screen per check, as rustlings does
+            elif checks > 1:
+                print()
+            report.say(f"check {checks} at {time.strftime('%H:%M:%S')}  (target: {report.shown_path(folder)})",
+                       "dim")
+            index = check(stages, index, target, timeout, warm)
+            report.say(f"\nStages complete  [{report.bar(index, len(stages))}] {index}/{len(stages)}")
+            if index == len(stages):
+                report.say("Every stage passes. Well done.", "bold green")
+                return 0
+            if max_checks is not None and checks >= max_checks:
+                return 0
+            report.say(f"\nWatching {report.shown_path(folder)} for changes (Ctrl-C to stop)")
+            sys.stdout.flush()  # the check's output must appear now, even when piped
+            if warm is None or warm.used:
+                warm = runner.Warm()
+            wait_for_change(folder, seen, interval)
+    finally:
+        if warm is not None:
+            warm.close()
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

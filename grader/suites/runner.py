@@ -136,14 +136,55 @@ def _read(report: Path) -> tuple[int | None, list[dict]]:
     return collected, records
 
 
+def _environment() -> dict[str, str]:
+    # A lean pytest: no plugins found by entry point (hypothesis alone adds half a second), no bytecode written into
+    # the learner's folder; the runner adds no cache folder and no traceback text (formatting it took a second for a
+    # stub's suite; the plugin records what it needs).
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+class Warm:
+    """A pytest process started ahead (grader/suites/warm.py): the next run skips Python's, pytest's and NumPy's
+    start-up. Each serves one run; `close()` ends one that was never used."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = subprocess.Popen(
+            [sys.executable, "-m", "grader.suites.warm"], cwd=ROOT, env=_environment(), stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def used(self) -> bool:
+        return self.process is None
+
+    def start(self, arguments: list[str], log: Path) -> subprocess.Popen | None:
+        """Hand it a run's pytest arguments; None when it is gone (the runner then starts pytest itself)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return None
+        order = {"args": arguments, "log": str(log), "cwd": str(ROOT)}
+        try:
+            process.stdin.write((json.dumps(order) + "\n").encode("utf-8"))
+            process.stdin.close()
+        except OSError:
+            process.kill()
+            return None
+        return process
+
+    def close(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False,
         on_progress: Progress | None = None, timeout: float | None = None, extra: Iterable[str] = (),
-        select: Iterable[str] = ()) -> Run:
+        select: Iterable[str] = (), warm: Warm | None = None) -> Run:
     """Run the suites of `stages` (visible, plus hidden when asked) against `target`.
 
     `extra` adds pytest options, e.g. ("--sandbox", "--probe-timeout=30") to keep the target's code out of this
     process and out of pytest's, or ("-k", "encode"). `select` runs only those test ids ('tests/stage01/x.py::test_y')
-    instead of the stages' whole folders.
+    instead of the stages' whole folders. `warm`, a pytest process started ahead, runs it when it is still there.
     """
     stages = list(stages)
     targets.resolve(target)  # a clear TargetError before anything runs
@@ -153,25 +194,24 @@ def run(stages: Iterable[Stage], target: str = "exercises", hidden: bool = False
         return Run(target, list(results.values()))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         report, log = Path(tmp) / "report.jsonl", Path(tmp) / "pytest.log"
-        # A lean pytest: no plugins found by entry point (hypothesis alone adds half a second), no cache folder, and
-        # no traceback text (formatting it took a second for a stub's suite; the plugin records what it needs).
-        command = [sys.executable, "-m", "pytest", *dirs, f"--target={target}", "-p", "grader.suites.plugin",
-                   f"--grader-report={report}", "-q", "-p", "no:cacheprovider", "--tb=no", f"--rootdir={ROOT}", *extra]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        arguments = [*dirs, f"--target={target}", "-p", "grader.suites.plugin", f"--grader-report={report}", "-q",
+                     "-p", "no:cacheprovider", "--tb=no", f"--rootdir={ROOT}", *extra]
         error = None
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-            started = time.monotonic()
-            while process.poll() is None:
-                if on_progress:
-                    collected, records = _read(report)
-                    on_progress(len(records), collected or 0)
-                if timeout and time.monotonic() - started > timeout:
-                    process.kill()
-                    error = f"the run took longer than {timeout:g} s and was stopped (an infinite loop?)"
-                time.sleep(0.1)
-            process.wait()
+        process = warm.start(arguments, log) if warm is not None else None
+        if process is None:
+            with open(log, "wb") as out:
+                process = subprocess.Popen([sys.executable, "-m", "pytest", *arguments], cwd=ROOT, env=_environment(),
+                                           stdout=out, stderr=subprocess.STDOUT)
+        started = time.monotonic()
+        while process.poll() is None:
+            if on_progress:
+                collected, records = _read(report)
+                on_progress(len(records), collected or 0)
+            if timeout and time.monotonic() - started > timeout:
+                process.kill()
+                error = f"the run took longer than {timeout:g} s and was stopped (an infinite loop?)"
+            time.sleep(0.05)
+        process.wait()
         collected, records = _read(report)
         if collected is None and error is None:
             tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]

@@ -25,7 +25,7 @@ def runs(monkeypatch):
     """Replace the pytest subprocess by a recorder: every stage 'runs' to one failing test, and each batch is noted."""
     batches = []
 
-    def fake_run(stages, target="exercises", hidden=False, on_progress=None, timeout=None, extra=()):
+    def fake_run(stages, target="exercises", **_):
         stages = list(stages)
         batches.append([s.id for s in stages])
         return runner.Run(target, [runner.StageResult(s, [runner.TestResult(

@@ -52,3 +52,22 @@ def test_snapshots_see_a_rewrite_of_the_same_size(tmp_path):
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "a.pyc").write_bytes(b"")
     assert "__pycache__/a.pyc" not in watch.snapshot(tmp_path)
+
+
+def test_a_pytest_started_ahead_gives_the_same_results_and_serves_once(tmp_path):
+    from grader.suites import runner
+    from .learner_kit import skeleton
+    folder = skeleton(tmp_path)
+    cold = runner.run([FIRST], str(folder))
+    warm = runner.Warm()
+    try:
+        hot = runner.run([FIRST], str(folder), warm=warm)
+        assert warm.used and runner.run([FIRST], str(folder), warm=warm).error is None, "a used one falls back"
+    finally:
+        warm.close()
+    assert [(t.name, t.outcome, t.message) for t in hot.stages[0].tests] == \
+        [(t.name, t.outcome, t.message) for t in cold.stages[0].tests]
+    assert hot.error is None and hot.stages[0].total() > 0
+    gone = runner.Warm()
+    gone.close()
+    assert runner.run([FIRST], str(folder), warm=gone).stages[0].total() == cold.stages[0].total()
