@@ -232,7 +232,7 @@ def test_every_page_loads_from_disk_with_math_figures_and_working_links(built, b
         assert any(src.startswith("figures/") for src, _, _ in facts[page]["images"]), f"{page} shows no figure"
 
 
-def test_the_page_checks_catch_what_they_look_for(tmp_path, built, browser):
+def test_the_page_checks_catch_what_they_look_for(tmp_path, browser):
     """A page with every fault the checks look for: each one is reported (so a green run means something)."""
     (tmp_path / "bad.html").write_text(
         "<html><body><article><p>$$x^2$$ left raw</p><div class='arithmatex'>\\[y\\]</div>"
