@@ -82,17 +82,12 @@ def untracked_files(entries: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def copy_into(relative: str | Path, out: Path) -> None:
-    """ROOT/relative to out/relative (a file or a folder, without caches); nothing when the source is absent."""
-    source_path = ROOT / relative
-    if not source_path.exists():
-        return
-    destination = out / relative
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if source_path.is_dir():
-        shutil.copytree(source_path, destination, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
-    else:
-        shutil.copy2(source_path, destination)
+    """ROOT/relative (a file or a folder) to out/relative: only the files the repository knows (known_files), so no
+    untracked file and no cache reaches a kit; nothing when there are none."""
+    for name in known_files([Path(relative).as_posix()]):
+        destination = out / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, destination)
 
 
 def write_exercises(out: Path) -> list[str]:
@@ -116,12 +111,9 @@ def build(out: Path) -> Path:
     missing = [s.id for s in manifest.stages() if not expected.path_for(s.id).exists()]
     if missing:
         raise ReleaseError(f"no stored expected outputs for stages {missing}: run `python -m grader build` first")
-    entries = [*SHIPPED, *(s.test_dir(hidden=False) for s in manifest.stages())]
     out.mkdir(parents=True, exist_ok=True)
-    for relative in known_files(entries):
-        destination = out / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / relative, destination)
+    for relative in (*SHIPPED, *(s.test_dir(hidden=False) for s in manifest.stages())):
+        copy_into(relative, out)
     write_exercises(out)
     pristine.ship(out)  # grader/pristine/: what `python -m grader reset` restores in a kit without solutions/
     readme = out / "README.md"
