@@ -61,10 +61,12 @@ class SiteError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Where npm tarballs are kept between builds: $NUMPY_GPT_CACHE/npm (the corpus's cache, see solutions/corpus.py)."""
-    from solutions.corpus import cache_dir as corpus_cache
-
-    return corpus_cache() / "npm"
+    """Where the unpacked npm packages are kept between builds: npm/ in the folder that caches the corpus
+    (solutions/corpus.py: $NUMPY_GPT_CACHE, else $XDG_CACHE_HOME/numpy-gpt, else ~/.cache/numpy-gpt). Not imported
+    from there: the grader must start without solutions/ (a student release has none)."""
+    if os.environ.get("NUMPY_GPT_CACHE"):
+        return Path(os.environ["NUMPY_GPT_CACHE"]) / "npm"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numpy-gpt" / "npm"
 
 
 def npm_package(name: str) -> Path:
@@ -207,6 +209,8 @@ def build(out: Path = DEFAULT_OUT, *, strict: bool = True) -> Path:
         from mkdocs.exceptions import Abort
     except ImportError:
         raise SiteError("the site needs Material for MkDocs: pip install -r requirements.txt") from None
+    if not CONFIG.is_file():
+        raise SiteError(f"no {CONFIG.name}: the book is built from the workbook's source, not from a student release")
     for name in NPM_PACKAGES:  # before mkdocs starts: a missing npm fails here, with its own message
         npm_package(name)
     log = logging.getLogger("mkdocs")
