@@ -175,6 +175,7 @@ def launch(package_dir: str, stage_module: str, job: list, ranks: int, timeout: 
                          f"{_tail(printed)}")
     for record in records:
         record["__printed__"] = printed
+        record["__exit__"] = process.returncode
     return records
 
 
@@ -200,7 +201,8 @@ def outcome(module, job: list, ranks: int, check: str) -> list:
                            if isinstance(rec[name], dict) and "error" in rec[name]), None)
             why = (f"check {failed[0]!r} raised {failed[2]['error']} on rank {failed[1]} first, and the job stopped "
                    f"there:\n{_tail(failed[2]['traceback'])}" if failed else
-                   f"the job stopped before it. What the ranks printed:\n{_tail(record['__printed__'])}")
+                   f"the job stopped before it (mpiexec exit code {record['__exit__']}). What the ranks printed:\n"
+                   f"{_tail(record['__printed__'])}")
             raise RankFailed(f"check {check!r} did not run on rank {rank}: {why}")
         if "unimplemented" in found:
             _raise_from_stub(found)
@@ -497,8 +499,10 @@ def check_run(m, comm, overrides: dict, text: str, zero: bool = False) -> dict:
     return result
 
 
-def check_hang(m, comm) -> None:
-    """For the launcher's own tests: rank 1 waits for a message nobody sends."""
+def check_hang(m, comm, pid_dir: str | None = None) -> None:
+    """For the launcher's own tests: rank 1 waits for a message nobody sends (each rank's pid written to pid_dir)."""
+    if pid_dir is not None:
+        Path(pid_dir, f"{comm.Get_rank()}.pid").write_text(str(os.getpid()))
     if comm.Get_rank() == 1:
         comm.recv(source=0, tag=99)
 
@@ -530,7 +534,6 @@ def main() -> None:
         temporary.write_text(json.dumps(encode(records)))
         os.replace(temporary, path)
 
-    save()
     try:
         module = targets.stage_module(targets.load(package_dir), stage_module)
     except BaseException as error:  # the target does not import: every check says so
