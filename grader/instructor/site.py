@@ -134,8 +134,16 @@ def stage_of_page(page: str) -> manifest.Stage | None:
     return next((s for s in manifest.stages() if s.doc == f"docs/{page}"), None)
 
 
+def first_sentence(docstring: str, limit: int = 200) -> str:
+    """The first sentence of a docstring's first paragraph, on one line (cut at `limit` characters with '...')."""
+    paragraph = " ".join(docstring.strip().split("\n\n")[0].split())
+    sentence = re.match(r"(.+?\.)(\s|$)", paragraph)
+    text = sentence[1] if sentence else paragraph
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
 def signatures(stage: manifest.Stage) -> str:
-    """Python text: each function of the stage that the learner writes, as its signature and the first line of its
+    """Python text: each function of the stage that the learner writes, as its signature and the first sentence of its
     docstring, methods under their class, in the order of solutions/<module>.py."""
     path = ROOT / "solutions" / f"{stage.module}.py"
     source = path.read_text(encoding="utf-8")
@@ -146,7 +154,7 @@ def signatures(stage: manifest.Stage) -> str:
             continue
         owner, _, function = name.rpartition(".")
         node = nodes[name]
-        doc = (ast.get_docstring(node) or "").strip().split("\n")[0]
+        doc = first_sentence(ast.get_docstring(node) or "")
         stub = ast.FunctionDef(name=function, args=node.args, body=[ast.Expr(ast.Constant(doc))] if doc else
                                [ast.Expr(ast.Constant(...))], decorator_list=node.decorator_list,
                                returns=node.returns, type_params=[], lineno=0)
@@ -165,7 +173,7 @@ def signatures(stage: manifest.Stage) -> str:
 def api_section(stage: manifest.Stage) -> str:
     """The Markdown of a stage page's generated "What you write" section."""
     return (f"## What you write\n\n"
-            f"The functions of `{stage.exercise_file}` you fill in, in order: the signature and the first line of "
+            f"The functions of `{stage.exercise_file}` you fill in, in order: the signature and the first sentence of "
             f"each docstring (the whole docstring, in the file, is the contract). Generated from the reference.\n\n"
             f"```python title=\"{stage.exercise_file}\"\n{signatures(stage)}\n```\n")
 
