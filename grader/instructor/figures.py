@@ -134,6 +134,13 @@ class Figure:
 
 REGISTRY: list[Figure] = []
 
+# Figures measured on a machine (timings, runs of minutes) rather than computed from seeds: this command neither
+# remakes nor checks them (a timing cannot be recomputed); each names the command that makes it.
+MEASURED = {
+    "13-validation-curves.png": "python -m benchmarks.scaling plot",
+    "13-scaling-projection.png": "python -m benchmarks.scaling plot",
+}
+
 
 def in_manifest(spec: Figure) -> bool:
     """Whether the figure's stage is in the manifest: a figure made ahead of its stage waits until the stage lands."""
@@ -922,51 +929,6 @@ def _(data: dict):
     axes[-1].legend(fontsize=7, loc="upper right")
     fig.suptitle(f"{data['inputs']['model']}, batch {data['inputs']['batch']}, float32: one AdamW step's bytes; "
                  f"attention's B·H·T² probabilities grow fastest", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-# ---------------------------------------------------------------------- stage 13: the cost of an all-reduce
-
-LATENCY_SECONDS, LINK_BYTES_PER_SECOND = 5e-6, 5e9  # an assumed link: 5 µs per message, 5 GB/s
-
-
-@figure("13-allreduce-cost", "13", "The alpha-beta cost of a ring all-reduce, and the scaling it allows")
-def allreduce_cost() -> dict:
-    from solutions import parallel
-
-    gradients = {"cpu-small (801,408 float32)": 801_408 * 4, "GPT-2 small (124 M float32)": 124_000_000 * 4}
-    compute = {"cpu-small (801,408 float32)": 0.05, "GPT-2 small (124 M float32)": 2.0}  # assumed seconds per step
-    ranks = [1, 2, 4, 8, 16, 32, 64]
-    link = {"latency": LATENCY_SECONDS, "bandwidth": LINK_BYTES_PER_SECOND}
-    rows = {name: {"seconds": [parallel.allreduce_seconds(nbytes, n, **link) for n in ranks],
-                   "efficiency": [parallel.scaling_efficiency(compute[name], nbytes, n, **link) for n in ranks]}
-            for name, nbytes in gradients.items()}
-    return {"inputs": {"latency_seconds": LATENCY_SECONDS, "bandwidth_bytes_per_second": LINK_BYTES_PER_SECOND,
-                       "gradient_bytes": gradients, "compute_seconds": compute, "ranks": ranks},
-            "data": rows}
-
-
-@allreduce_cost.draw
-def _(data: dict):
-    plt = _pyplot()
-    ranks = data["inputs"]["ranks"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, row in data["data"].items():
-        axes[0].plot(ranks[1:], np.array(row["seconds"][1:]) * 1e3, "o-", markersize=3, label=name)
-        axes[1].plot(ranks, np.array(row["efficiency"]) * np.array(ranks), "o-", markersize=3, label=name)
-    axes[1].plot(ranks, ranks, color="0.6", linestyle=":", label="perfect")
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("all-reduce time (ms)")
-    axes[0].set_title("T(N) = 2(N-1) α + 2(N-1)/N · bytes/β: nearly flat in N", fontsize=9)
-    axes[1].set_ylabel("speed-up N · E(N)")
-    axes[1].set_title(f"compute then all-reduce, no overlap; α = {data['inputs']['latency_seconds'] * 1e6:g} µs, "
-                      f"β = {data['inputs']['bandwidth_bytes_per_second'] / 1e9:g} GB/s", fontsize=9)
-    for axis in axes:
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("ranks N")
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

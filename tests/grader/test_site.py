@@ -58,16 +58,17 @@ def test_model_figures_and_explorer_data_match_the_committed_checkpoint():
         assert figures.read_explorer(name)["checkpoint_sha256"] == digest, f"{name} explorer: another checkpoint"
 
 
-def test_every_stage_shows_a_figure_and_every_figure_is_made_by_the_command():
+def test_every_stage_shows_a_figure_and_every_figure_is_made_by_a_command():
     registered = {f"{spec.name}.png" for spec in figures.REGISTRY}
     on_disk = {path.name for path in figures.FIGURES.glob("*.png")}
-    assert on_disk == registered, f"figures not made by `python -m grader figures`: {sorted(on_disk - registered)}; " \
-                                  f"missing: {sorted(registered - on_disk)}"
+    unknown = on_disk - registered - set(figures.MEASURED)
+    assert not unknown, f"figures made by no command (register them in grader/instructor/figures.py, or in its " \
+                        f"MEASURED with the command that measures them): {sorted(unknown)}"
+    assert registered <= on_disk, f"missing (run `python -m grader figures`): {sorted(registered - on_disk)}"
     for stage in manifest.stages():
         page = (ROOT / stage.doc).read_text(encoding="utf-8")
-        mine = [spec.name for spec in figures.REGISTRY if spec.stage == stage.id]
-        assert mine, f"stage {stage.id} has no figure"
-        for name in mine:
+        assert re.search(r"!\[[^\]]*\]\(figures/[^)]+\.png\)", page), f"{stage.doc} shows no figure"
+        for name in (spec.name for spec in figures.REGISTRY if spec.stage == stage.id):
             assert f"](figures/{name}.png)" in page, f"{stage.doc} does not show figures/{name}.png: add " \
                                                      f"![{spec_caption(name)}](figures/{name}.png) where it belongs"
 
