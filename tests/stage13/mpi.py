@@ -169,7 +169,11 @@ def launch(package_dir: str, stage_module: str, job: list, ranks: int, timeout: 
             path = Path(scratch) / f"rank{rank}.json"
             records.append(decode(json.loads(path.read_text())) if path.is_file() else None)
     missing = [rank for rank, record in enumerate(records) if record is None]
-    if missing:
+    failed = any(isinstance(found, dict) and "error" in found for record in records if record for found in
+                 record.values())
+    if missing and failed:  # another rank raised and stopped the job (comm.Abort) before these reported
+        records = [record if record is not None else {} for record in records]
+    elif missing:
         raise RankFailed(f"MPI rank(s) {missing} of {ranks} died before reporting anything (mpiexec exit code "
                          f"{process.returncode}, after {time.monotonic() - began:.1f} s). What the ranks printed:\n"
                          f"{_tail(printed)}")
@@ -179,7 +183,7 @@ def launch(package_dir: str, stage_module: str, job: list, ranks: int, timeout: 
     return records
 
 
-_launched: dict[str, list[dict]] = {}
+_launched: dict[str, list[dict] | AssertionError] = {}
 
 
 def outcome(module, job: list, ranks: int, check: str) -> list:
@@ -191,11 +195,19 @@ def outcome(module, job: list, ranks: int, check: str) -> list:
     stage_module = module.__name__.rsplit(".", 1)[-1]
     key = hashlib.sha1(json.dumps([package_dir, stage_module, job, ranks]).encode()).hexdigest()
     if key not in _launched:
-        _launched[key] = launch(package_dir, stage_module, job, ranks)
+        try:
+            _launched[key] = launch(package_dir, stage_module, job, ranks)
+        except AssertionError as error:  # a hang costs its timeout once, not once per test that asks
+            _launched[key] = error
     records = _launched[key]
+    if isinstance(records, AssertionError):
+        raise type(records)(str(records))
     results = []
     for rank, record in enumerate(records):
         found = record.get(check)
+        if found is None:  # this rank was stopped: by another rank's failure in this check, or an earlier one
+            found = next((rec[check] for rec in records if "error" in rec.get(check, {})), None)
+            rank = next((r for r, rec in enumerate(records) if "error" in rec.get(check, {})), rank)
         if found is None:
             failed = next(((name, r, rec[name]) for r, rec in enumerate(records) for name in rec
                            if isinstance(rec[name], dict) and "error" in rec[name]), None)
@@ -216,9 +228,13 @@ def outcome(module, job: list, ranks: int, check: str) -> list:
 def _raise_from_stub(found: dict) -> None:
     """Raise the rank's NotImplementedError again here, from a frame that carries the stub's file and line, so the
     report names the stub ("still a stub in parallel.py") as it does for a probe that called it in this process."""
-    filename, line = str(found.get("file", "<rank>")), int(found.get("line", 1) or 1)
-    code = compile("\n" * (line - 1) + "raise NotImplementedError(message)", filename, "exec")
-    exec(code, {"message": found["unimplemented"]})
+    filename, line = str(found.get("file", "<rank>")), max(int(found.get("line", 2) or 2), 2)
+    function = str(found.get("function", "stub"))
+    function = function if function.isidentifier() else "stub"
+    namespace = {"message": found["unimplemented"]}
+    exec(compile("\n" * (line - 2) + f"def {function}():\n    raise NotImplementedError(message)\n", filename, "exec"),
+         namespace)
+    namespace[function]()
 
 
 # ---------------------------------------------------------------- the rank side: a communicator that counts
@@ -546,7 +562,8 @@ def main() -> None:
             records[name] = {"returned": CHECKS[name](module, comm, **arguments)}
         except NotImplementedError as error:  # a stub raises on every rank at the same point: go on
             stub = traceback.extract_tb(error.__traceback__)[-1]
-            records[name] = {"unimplemented": str(error), "file": stub.filename, "line": stub.lineno}
+            records[name] = {"unimplemented": str(error), "file": stub.filename, "line": stub.lineno,
+                             "function": stub.name}
         except BaseException as error:  # the other ranks may wait for this one forever: stop them all
             records[name] = {"error": type(error).__name__, "message": str(error),
                              "traceback": traceback.format_exc()}
