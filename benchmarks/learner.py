@@ -8,7 +8,8 @@ How quickly the learner's loop answers, measured as a learner meets it (whole `p
   watch_save          from writing the stage module to the end of watch's verdict on it (one stage's visible suite)
 
 Goals (issue 10), on 2 cores: progress_unchanged <= 1.5 s, watch_save <= 2 s. They are goals, never assertions:
-timings on shared machines are noisy, so medians are printed with the spread. Every run works on a temporary copy of
+timings on shared machines are noisy, so medians are printed with the spread, the CPU seconds the measured processes
+used (which other work on the machine does not inflate), and the load average when the OS has one. Every run works on a temporary copy of
 the skeleton, never on exercises/.
 """
 from __future__ import annotations
@@ -43,10 +44,17 @@ def _environment() -> dict:
     return {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
-def _progress_seconds(folder: Path) -> float:
-    started = time.perf_counter()
+CPU: dict[str, list[float]] = {}  # CPU seconds of the measured processes (0 where the OS does not count children)
+
+
+def _progress_seconds(folder: Path, name: str = "") -> float:
+    started, before = time.perf_counter(), os.times()
     subprocess.run([sys.executable, "-m", "grader", "--target", str(folder)], cwd=ROOT, env=_environment(),
                    capture_output=True, check=True, timeout=600)
+    after = os.times()
+    if name:
+        CPU.setdefault(name, []).append(after.children_user + after.children_system
+                                        - before.children_user - before.children_system)
     return time.perf_counter() - started
 
 
@@ -58,11 +66,11 @@ def _edit(path: Path, count: int) -> None:
 
 def progress(folder: Path, module: Path, repeats: int) -> dict:
     _progress_seconds(folder)  # fills the cache
-    unchanged = [_progress_seconds(folder) for _ in range(repeats)]
+    unchanged = [_progress_seconds(folder, "progress_unchanged") for _ in range(repeats)]
     edited = []
     for count in range(repeats):
         _edit(module, count)
-        edited.append(_progress_seconds(folder))
+        edited.append(_progress_seconds(folder, "progress_edited"))
     return {"progress_unchanged": unchanged, "progress_edited": edited}
 
 
@@ -115,14 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         folder = _skeleton(Path(tmp))
         module = folder / f"{stage.module}.py"
         timings = progress(folder, module, args.repeats) | watch(folder, module, args.repeats)
-    print(f"learner loop, stage {stage.label}, {os.cpu_count()} cores, {args.repeats} repeats (seconds)")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"learner loop, stage {stage.label}, {os.cpu_count()} cores{load}, {args.repeats} repeats (seconds)")
     summary = {}
     for name, values in timings.items():
         median = statistics.median(values)
         goal = GOALS.get(name)
         verdict = "" if goal is None else f"   goal <= {goal:g} s: {'met' if median <= goal else 'NOT met'}"
-        print(f"  {name:<20} median {median:5.2f}   min {min(values):5.2f}   max {max(values):5.2f}{verdict}")
-        summary[name] = {"median": median, "min": min(values), "max": max(values), "goal": goal, "runs": values}
+        cpu = statistics.median(CPU[name]) if CPU.get(name) else None
+        shown = f"   cpu {cpu:5.2f}" if cpu else ""
+        print(f"  {name:<20} median {median:5.2f}   min {min(values):5.2f}   max {max(values):5.2f}{shown}{verdict}")
+        summary[name] = {"median": median, "min": min(values), "max": max(values), "goal": goal, "runs": values,
+                         "cpu_median": cpu}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0
