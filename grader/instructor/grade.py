@@ -358,6 +358,22 @@ def grade_one(path: Path, options: Options) -> dict:
     return result
 
 
+def _stage_problem(package: Path, stage: Stage, refused: list[str]) -> str | None:
+    """Why a stage scores 0 before any test runs (no module, a folder in its place, a forbidden import, a module
+    Python cannot parse), or None."""
+    module = package / f"{stage.module}.py"
+    if module.is_dir():
+        return f"{stage.module}.py is a folder, not a module"
+    if not module.is_file():
+        links = [r for r in refused if r.split(":")[0].rsplit("/", 1)[-1] == f"{stage.module}.py"]
+        return f"no {stage.module}.py in the submission" + (f" ({links[0]})" if links else "")
+    try:
+        banned = forbidden_imports(package, stage)
+    except SubmissionProblem as problem:
+        return str(problem)
+    return f"forbidden imports in {stage.module}.py: {', '.join(banned)} (stage scores 0)" if banned else None
+
+
 def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         try:
@@ -365,31 +381,20 @@ def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dic
         except SubmissionProblem as problem:
             result["problem"] = str(problem)
             package = None
+        reasons = {s.id: result["problem"] if package is None else _stage_problem(package, s, result["refused"])
+                   for s in stages}
+        runnable = [s for s in stages if not reasons[s.id]]  # a stage that scores 0 anyway costs no worker's time
         cumulative = {}
-        if package is not None:
-            run = runner.run(stages, str(package), hidden=options.hidden, extra=_suite_args(options),
+        if package is not None and runnable:
+            run = runner.run(runnable, str(package), hidden=options.hidden, extra=_suite_args(options),
                              timeout=options.timeout * 60)
             cumulative = {r.stage.id: r for r in run.stages}
             result["run_error"] = run.error.splitlines()[0] if run.error else None
             if run.error:
                 result["raw"]["errors"].append(run.error[-6000:])
         for stage in stages:
-            reason = result["problem"]
-            if package is not None:
-                module = package / f"{stage.module}.py"
-                try:
-                    banned = forbidden_imports(package, stage) if module.is_file() else []
-                except SubmissionProblem as problem:
-                    reason = str(problem)
-                else:
-                    if banned:
-                        reason = f"forbidden imports in {stage.module}.py: {', '.join(banned)} (stage scores 0)"
-                    elif not module.is_file():
-                        refused = [r for r in result["refused"] if r.split(":")[0].endswith(f"{stage.module}.py")]
-                        reason = f"no {stage.module}.py in the submission" + (f" ({refused[0]})" if refused else "")
-            if package is None or reason:
-                whole = cumulative.get(stage.id)
-                result["stages"].append(_zero(stage, options, reason, whole.total() if whole else 0))
+            if reasons[stage.id]:
+                result["stages"].append(_zero(stage, options, reasons[stage.id]))
                 continue
             whole = cumulative[stage.id]
             if stage.requires and not whole.complete:  # full marks on its own code need no second opinion

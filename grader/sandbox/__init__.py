@@ -39,6 +39,7 @@ TRUSTED_FILES = ("__init__.py", "manifest.py", "harness/__init__.py", "harness/p
 PASSED_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
                       "OPENBLAS_L2_SIZE", "LANG", "LC_ALL")
 STARTUP_SECONDS = 120  # Python and NumPy starting on a loaded machine
+IMPORT_TIMEOUTS = 2  # a module whose import outlasted the time limit this often is not imported again
 STOP_SECONDS = 10  # for the supervisor to kill a worker and everything it started
 MAX_SOURCE_BYTES = 8 * 2**20  # a stage module larger than this is refused, not read
 RAW_CHARACTERS = 4000  # of each raw text kept for instructors
@@ -202,6 +203,7 @@ class Sandbox:
         self._process: subprocess.Popen | None = None
         self._responses = -1
         self._next_id = 0
+        self._import_timeouts: dict[str, int] = {}  # stage module -> imports stopped by the time limit
         self.log = self.scratch / "output.log"
         try:
             self._stage(Path(package_dir))
@@ -349,6 +351,10 @@ class Sandbox:
     def call(self, module: str, probe: str, stage_module: str, inputs: dict) -> dict:
         """Run one probe in the worker. The answer is {ok: True, output} or {ok: False, kind, feedback, raw}:
         `feedback` is written here from what can be checked, `raw` is what the submission said (instructors only)."""
+        if self._import_timeouts.get(stage_module, 0) >= IMPORT_TIMEOUTS:  # one module must not stall a batch
+            raise SubmissionCrashed(f"{stage_module}.py did not finish importing within {self.limits.timeout:g} s, "
+                                    f"{IMPORT_TIMEOUTS} times: its other tests are not run (a loop or a long "
+                                    f"computation at module level?)")
         if self._process is None or self._process.poll() is not None:
             self._stop()
             self._start()
@@ -357,14 +363,21 @@ class Sandbox:
                    "inputs": inputs}
         deadline = time.monotonic() + self.limits.timeout
         printed = self._output_size()
+        imported = False
         try:
             self._process.stdin.write(wire.dumps(request))
             self._process.stdin.flush()
             answer = wire.read_frame(lambda n: self._read(n, deadline))
+            if isinstance(answer, dict) and answer.get("imported") is True and answer.get("id") == request["id"]:
+                imported = True  # the module imported; the answer follows
+                answer = wire.read_frame(lambda n: self._read(n, deadline))
         except TimeoutError:
             self._stop()
-            raise _with_raw(SubmissionCrashed(f"{probe} did not finish within {self.limits.timeout:g} s and was "
-                                              f"stopped (an infinite loop, or far too slow?)"),
+            if not imported:
+                self._import_timeouts[stage_module] = self._import_timeouts.get(stage_module, 0) + 1
+            where = "" if imported else f" (while importing {stage_module}.py)"
+            raise _with_raw(SubmissionCrashed(f"{probe} did not finish within {self.limits.timeout:g} s{where} and "
+                                              f"was stopped (an infinite loop, or far too slow?)"),
                             self._output_since(printed)) from None
         except (EOFError, BrokenPipeError, wire.WireError) as error:
             code = self._stop()

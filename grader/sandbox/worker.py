@@ -71,6 +71,7 @@ def main() -> None:
         try:
             probe = getattr(importlib.import_module(request["module"]), request["probe"])
             module = targets.stage_module(package, request["stage_module"])
+            wire.send(responses, {"id": request["id"], "imported": True})  # what follows is the probe's own time
             answer.update(ok=True, output=plain(probe(module, **request["inputs"]), request["probe"]))
         except NotImplementedError as error:
             answer.update(ok=False, kind="unimplemented", **_described(error))
