@@ -182,8 +182,8 @@ class ShardedAdamW:
         vector (P = sum of p.size, parameters in order) and make self.pieces: for each parameter overlapping it, in
         order, a Tensor(view, requires_grad=True, dtype=view.dtype) whose data is a VIEW of that parameter's part of
         the chunk, p.data.reshape(-1)[a:b], so that updating a piece updates the parameter (Tensor's default dtype,
-        float32, would make a copy of a float64 view). Then self.optimizer = AdamW(
-        self.pieces, lr, betas, eps, weight_decay) (stage 05's): its moments have the chunk's size, no more.
+        float32, would make a copy of a float64 view). Then self.optimizer = AdamW(self.pieces, lr, betas, eps,
+        weight_decay), stage 05's: its moments have the chunk's size, no more.
         ValueError when P < N (a rank would own nothing).
         """
         raise NotImplementedError("stage 13 (data-parallel training on MPI): ShardedAdamW.__init__")
