@@ -7,6 +7,8 @@ The reference (solutions/) against PyTorch eager on the CPU, in one run, same th
   kv_cache      decoding tokens/s for 256 new tokens, batch 1, with and without the key/value cache
   bpe           byte-level BPE training on 1 MB of Shakespeare for 2,000 merges, incremental against naive
   time_to_loss  wall time of the cpu-small run to validation loss 1.90 (full mode only)
+  roofline      stage 12: the matmul peak, the copy bandwidth, a cpu-small step's ops (benchmarks/roofline.py)
+  memory        stage 12: flash attention's peak at T = 4096 and checkpointing's, full mode only (benchmarks/memory.py)
 
 Each training measurement runs in a fresh process (benchmarks/step.py) so its peak memory is its own. Targets
 (ratio_vs_torch >= 0.8, kv speedup >= 10, bpe speedup >= 20) are goals, never assertions. Torch is optional: without
@@ -28,7 +30,7 @@ import numpy as np
 from benchmarks.common import TORCH_HINT, median_seconds, threads, torch_available, torch_or_none
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = {"train": 0.8, "kv_cache": 10.0, "bpe": 20.0}
+TARGETS = {"train": 0.8, "kv_cache": 10.0, "bpe": 20.0, "flash_memory": 0.1}
 
 
 def _step(impl: str, size: str, thread_count: int, repeats: int) -> dict:
@@ -139,6 +141,20 @@ def table(results: dict) -> str:
         ratio = (r["torch_seconds"] / r["numpy_seconds"]) if r.get("torch_seconds") and r["numpy_seconds"] else None
         rows.append(f"| seconds to validation loss {r['target']} (cpu-small) | {number(r['numpy_seconds'])} | "
                     f"{number(r.get('torch_seconds'))} | {number(ratio, 2)} | |")
+    r = results.get("roofline")
+    if r:
+        rows.append(f"| matmul peak / copy bandwidth (stage 12) | {number(r['peak_gflops'])} GFLOP/s / "
+                    f"{number(r['bandwidth_gbs'])} GB/s | | | |")
+    r = results.get("memory")
+    if r and "skipped" not in r:
+        mib = 2**20
+        flash, checkpointed = r["flash"], r["checkpoint"]
+        rows.append(f"| attention peak at T={r['length']}, flash / stage 06 (MiB) | "
+                    f"{number(flash['tiled']['peak'] / mib)} / {number(flash['untiled']['peak'] / mib)} | | "
+                    f"{number(flash['tiled']['peak'] / flash['untiled']['peak'], 3)} | < {TARGETS['flash_memory']} |")
+        rows.append(f"| 12-layer step peak, checkpointed / plain (MiB) | "
+                    f"{number(checkpointed['checkpointed']['peak'] / mib)} / {number(checkpointed['plain']['peak'] / mib)}"
+                    f" | | | |")
     return "\n".join(rows)
 
 
@@ -191,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
     results["kv_cache"] = kv_cache(args.threads)
     results["bpe"] = bpe(0.1, 200) if args.quick else bpe(1.0, 2000)
     results["time_to_loss"] = {"skipped": "full mode only"} if args.quick else time_to_loss()
+    from benchmarks import memory, roofline
+    results["roofline"] = roofline.measure(args.threads)
+    results["memory"] = {"skipped": "full mode only"} if args.quick else memory.measure()
     print(table(results))
     for path in plot(results, Path(args.plots)):
         print(f"wrote {path}")
