@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -441,3 +443,55 @@ def test_every_file_that_used_to_abort_a_batch_is_its_own_submissions_problem(ba
 
 def test_no_process_a_submission_started_outlives_the_batch(batch):
     assert batch["leftover"] == [], f"processes of the daemon attack still run: {batch['leftover']}"
+
+
+# ---------------------------------------------------------------- what a batch refuses or repairs before grading
+
+
+def _ungradable(folder: Path) -> Path:
+    """A submission graded in a blink: a notebook that is not one (no worker starts)."""
+    folder.mkdir(parents=True)
+    (folder / "01-ngram.ipynb").write_text(json.dumps({"cells": ["x"]}))
+    return folder
+
+
+def test_damaged_results_are_graded_again_and_a_stale_one_is_named(tmp_path):
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    paths = [_ungradable(tmp_path / name) for name in ("empty_list", "null", "empty_object")]
+    for path, damage in zip(paths, ("[]", "null", "{}")):
+        (out / "results" / f"{path.name}.json").write_text(damage)
+    (out / "results" / "gone.json").write_text("null")  # a submission no longer in the batch
+    summary = grade.grade(paths, grade.Options(out=out, stages=(STAGE.id,)))
+    assert sorted(summary["graded"]) == sorted(p.name for p in paths), summary
+    assert summary["damaged"] == ["gone.json"] and len(summary["submissions"]) == 3
+    rows = (out / "gradebook.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 and all("notebooks could not be read" in row for row in rows[1:])
+
+
+def test_a_gradebook_that_is_a_folder_is_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "out"
+    (out / "gradebook.csv").mkdir(parents=True)
+    with pytest.raises(grade.GradingError, match="gradebook.csv exists and is not a file"):
+        grade.grade([_ungradable(tmp_path / "alice")], grade.Options(out=out, stages=(STAGE.id,)))
+    assert not (out / "results").exists(), "nothing is graded when the gradebook cannot be written"
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--timeout", "-5", "positive, finite time limit"), ("--timeout", "0", "positive, finite time limit"),
+    ("--timeout", "nan", "positive, finite time limit"), ("--memory", "10", f"below the {grade.MIN_MEMORY_MB} MB"),
+    ("--jobs", "0", "at least one submission"),
+])
+def test_unusable_options_are_refused_before_anything_runs(tmp_path, option, value, says):
+    done = subprocess.run([sys.executable, "-m", "grader", "grade", str(_ungradable(tmp_path / "alice")),
+                           "--out", str(tmp_path / "out"), option, value], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 2 and says in done.stderr, done.stderr[-800:]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("unusable", [{"timeout": 0.0}, {"timeout": -5.0}, {"memory_mb": 10}, {"jobs": 0}])
+def test_grade_refuses_unusable_options_given_in_code_too(tmp_path, unusable):
+    with pytest.raises(grade.GradingError):
+        grade.grade([_ungradable(tmp_path / "alice")], grade.Options(out=tmp_path / "out", **unusable))
+    assert not (tmp_path / "out").exists()
