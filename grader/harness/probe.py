@@ -85,7 +85,8 @@ def raised(fn: Callable, *args, mentions: tuple = (), **kwargs) -> dict:
 
 def is_record(value: Any) -> bool:
     """True for what `raised` returns (the judge compares such records by outcome, not key by key)."""
-    return type(value) is dict and "call" in value and "mentions" in value and ("raised" in value or "returned" in value)
+    return (type(value) is dict and "call" in value and "mentions" in value
+            and ("raised" in value or "returned" in value))
 
 
 def sibling(module: ModuleType, name: str) -> ModuleType:

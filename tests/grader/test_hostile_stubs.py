@@ -49,8 +49,7 @@ KNOWN = {
     ],
 }
 
-STUB = re.compile(r'^(?P<indent>[ \t]*)raise NotImplementedError\("stage (?P<stage>\d\d) [^"]*: (?P<function>[^"]+)"\)$',
-                  re.MULTILINE)
+STUB = re.compile(r'^(?P<indent>[ \t]*)raise NotImplementedError\("stage \d\d [^"]*: (?P<function>[^"]+)"\)$', re.MULTILINE)
 
 EVIL = '''
 

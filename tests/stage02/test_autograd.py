@@ -311,7 +311,8 @@ def test_log_of_zero_raises_value_error(check):
 def probe_value_exponent(m, x: float, p: float) -> dict:
     base = m.Value(x)
     squared = base ** 2  # a constant exponent works ...
-    return {"constant": float(squared.data), "value exponent": raised(operator.pow, base, m.Value(p))}  # ... a Value not
+    return {"constant": float(squared.data),
+            "value exponent": raised(operator.pow, base, m.Value(p))}  # ... a Value exponent does not
 
 
 @pytest.mark.concept("conventions")

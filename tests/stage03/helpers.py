@@ -8,7 +8,7 @@ import numpy as np
 from grader.harness import F64, GRADCHECK, Mistake, assert_close, assert_true, central_difference, seeded
 
 
-def _axis(axis):
+def axis_argument(axis):
     """An axis argument as NumPy wants it: inputs cross the sandbox as JSON, where tuples become lists."""
     return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
@@ -20,7 +20,7 @@ def _swish(m, x):
     return m.op(out, (x,), lambda g: (g * (s + out * (1 - s)),))  # d(x s)/dx = s + x s (1 - s)
 
 
-def _np_softmax(x, axis=-1):
+def numpy_softmax(x, axis=-1):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
@@ -44,12 +44,12 @@ EXPRESSIONS = {
     "swish": (_swish, lambda x: x / (1 + np.exp(-x))),
     "swish_composed": (lambda m, x: x * x.sigmoid(), lambda x: x / (1 + np.exp(-x))),
     "matmul": (lambda m, a, b: a @ b, lambda a, b: a @ b),
-    "sum": (lambda m, x, axis, keepdims: x.sum(axis=_axis(axis), keepdims=keepdims),
-            lambda x, axis, keepdims: x.sum(axis=_axis(axis), keepdims=keepdims)),
-    "mean": (lambda m, x, axis, keepdims: x.mean(axis=_axis(axis), keepdims=keepdims),
-             lambda x, axis, keepdims: x.mean(axis=_axis(axis), keepdims=keepdims)),
-    "max": (lambda m, x, axis, keepdims: x.max(axis=_axis(axis), keepdims=keepdims),
-            lambda x, axis, keepdims: x.max(axis=_axis(axis), keepdims=keepdims)),
+    "sum": (lambda m, x, axis, keepdims: x.sum(axis=axis_argument(axis), keepdims=keepdims),
+            lambda x, axis, keepdims: x.sum(axis=axis_argument(axis), keepdims=keepdims)),
+    "mean": (lambda m, x, axis, keepdims: x.mean(axis=axis_argument(axis), keepdims=keepdims),
+             lambda x, axis, keepdims: x.mean(axis=axis_argument(axis), keepdims=keepdims)),
+    "max": (lambda m, x, axis, keepdims: x.max(axis=axis_argument(axis), keepdims=keepdims),
+            lambda x, axis, keepdims: x.max(axis=axis_argument(axis), keepdims=keepdims)),
     # (B, T, C) -> (B, H, T, C/H) and back to (B*H, T*C/H): the attention head split
     "heads": (lambda m, x: x.reshape(2, 3, 2, 2).transpose(0, 2, 1, 3).reshape((4, 6)),
               lambda x: x.reshape(2, 3, 2, 2).transpose(0, 2, 1, 3).reshape((4, 6))),
@@ -60,8 +60,8 @@ EXPRESSIONS = {
     "last": (lambda m, x: x[-1, 2], lambda x: x[-1, 2]),
     "columns": (lambda m, x: x[:, 1:3], lambda x: x[:, 1:3]),
     "strided": (lambda m, x: x[..., ::-2], lambda x: x[..., ::-2]),
-    "softmax": (lambda m, x, axis: m.softmax(x, axis=axis), lambda x, axis: _np_softmax(x, axis)),
-    "log_softmax": (lambda m, x, axis: m.log_softmax(x, axis=axis), lambda x, axis: np.log(_np_softmax(x, axis))),
+    "softmax": (lambda m, x, axis: m.softmax(x, axis=axis), lambda x, axis: numpy_softmax(x, axis)),
+    "log_softmax": (lambda m, x, axis: m.log_softmax(x, axis=axis), lambda x, axis: np.log(numpy_softmax(x, axis))),
 }
 
 

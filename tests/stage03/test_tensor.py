@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from grader.harness import F32, F64, GRADCHECK, Mistake, assert_close, assert_true, raised, seeded
-from tests.stage03.helpers import (REUSE_MISTAKE, SHAPE_MISTAKE, _np_softmax, copied, dtype_name, judge_gradients,
+from tests.stage03.helpers import (REUSE_MISTAKE, SHAPE_MISTAKE, copied, dtype_name, judge_gradients, numpy_softmax,
                                    probe_unbroadcast)
 
 # ---------------------------------------------------------------- dtypes
@@ -358,7 +358,7 @@ def probe_gradcheck_wrong(m, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> dic
 
     def softmax_without_gradient(a):
         """softmax with a zero backward: right for L = sum(softmax) (always 1), wrong for any other projection."""
-        return m.op(_np_softmax(a.data), (a,), lambda g: (np.zeros_like(g),))
+        return m.op(numpy_softmax(a.data), (a,), lambda g: (np.zeros_like(g),))
 
     stray = m.gradcheck(stray_one, [x, y])
     zero = m.gradcheck(softmax_without_gradient, [z])

@@ -45,7 +45,8 @@ def probe_linear_gradients(m, x: np.ndarray, upstream: np.ndarray) -> dict:
     def loss() -> float:
         return float((layer(T.Tensor(x, dtype=np.float64)).data * upstream).sum())
 
-    return {"analytic": {"weight": grad_or_zeros(layer.weight), "bias": grad_or_zeros(layer.bias), "x": grad_or_zeros(inputs)},
+    return {"analytic": {"weight": grad_or_zeros(layer.weight), "bias": grad_or_zeros(layer.bias),
+                         "x": grad_or_zeros(inputs)},
             "numeric": {"weight": central_difference(loss, layer.weight.data),
                         "bias": central_difference(loss, layer.bias.data), "x": central_difference(loss, x)},
             "x": x, "upstream": upstream}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from grader.harness import F32, F64, GRADCHECK, Mistake, assert_close, assert_true, raised, seeded
-from tests.stage03.helpers import (REUSE_MISTAKE, SHAPE_MISTAKE, _axis, copied, dtype_name, gradients_of,
+from tests.stage03.helpers import (REUSE_MISTAKE, SHAPE_MISTAKE, axis_argument, copied, dtype_name, gradients_of,
                                    judge_gradients, probe_unbroadcast)
 
 
@@ -34,8 +34,8 @@ HIDDEN = {  # name -> (on the target's Tensors, in NumPy)
               lambda a, b: (a - 1.5) / b + 2.0 / (b * b) - a * b),
     "scalar_tensor": (lambda m, a, s: a * s + s - 1.0 / (s * s + 1.0), lambda a, s: a * s + s - 1.0 / (s * s + 1.0)),
     "matmul": (lambda m, a, b: a @ b, lambda a, b: a @ b),
-    "reduce": (lambda m, x, kind, axis, keepdims: getattr(x, kind)(axis=_axis(axis), keepdims=keepdims),
-               lambda x, kind, axis, keepdims: getattr(x, kind)(axis=_axis(axis), keepdims=keepdims)),
+    "reduce": (lambda m, x, kind, axis, keepdims: getattr(x, kind)(axis=axis_argument(axis), keepdims=keepdims),
+               lambda x, kind, axis, keepdims: getattr(x, kind)(axis=axis_argument(axis), keepdims=keepdims)),
     "pairs": (lambda m, x: x[np.array([0, 2, 0, 1]), np.array([1, 1, 1, 3])],
               lambda x: x[np.array([0, 2, 0, 1]), np.array([1, 1, 1, 3])]),
     "repeated_columns": (lambda m, x: x[:, [0, 0, 2]], lambda x: x[:, [0, 0, 2]]),
@@ -309,7 +309,8 @@ def probe_backward_arguments(m, x: np.ndarray) -> dict:
 @pytest.mark.concept("backward-seed")
 def test_backward_checks_its_gradient_argument(target, check):
     got = target.run(probe_backward_arguments, x=np.arange(6.0).reshape(2, 3))
-    assert_close(got["wrong_shape"], {"raised": "ValueError"}, F64, "backward(grad) with grad (3, 2) for a (2, 3) tensor")
+    assert_close(got["wrong_shape"], {"raised": "ValueError"}, F64,
+                 "backward(grad) with grad (3, 2) for a (2, 3) tensor")
     assert_close(got["from_list"], 2 * np.arange(1.0, 7.0).reshape(2, 3), F64, "y = 2x, y.backward(nested list)")
     assert_close(got["zero_dim"], 6.0, F64, "d(s*s)/ds at s = 3, a 0-d tensor seeded with 1")
     assert_close(got["on_constant"], {"raised": "RuntimeError"}, F64,

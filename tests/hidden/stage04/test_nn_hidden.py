@@ -181,7 +181,8 @@ def probe_embedding_edges(m, seed: int, ids: np.ndarray, upstream: np.ndarray) -
     table = m.Embedding(3, 2, rng=np.random.default_rng(seed), std=0.1, dtype=np.float64)
     out = table(ids)
     (out * upstream).sum().backward()
-    return {"shape": list(out.shape), "values": out.data, "weight": table.weight.data, "grad": grad_or_zeros(table.weight),
+    return {"shape": list(out.shape), "values": out.data, "weight": table.weight.data,
+            "grad": grad_or_zeros(table.weight),
             "dtype": str(table.weight.dtype), "too big": raised(table, np.array([0, 3]), mentions=["3"]),
             "negative": raised(table, np.array([[1, -1]]), mentions=["-1"])}
 
