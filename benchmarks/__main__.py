@@ -153,8 +153,8 @@ def table(results: dict) -> str:
                     f"{number(flash['tiled']['peak'] / mib)} / {number(flash['untiled']['peak'] / mib)} | | "
                     f"{number(flash['tiled']['peak'] / flash['untiled']['peak'], 3)} | < {TARGETS['flash_memory']} |")
         rows.append(f"| 12-layer step peak, checkpointed / plain (MiB) | "
-                    f"{number(checkpointed['checkpointed']['peak'] / mib)} / {number(checkpointed['plain']['peak'] / mib)}"
-                    f" | | | |")
+                    f"{number(checkpointed['checkpointed']['peak'] / mib)} / "
+                    f"{number(checkpointed['plain']['peak'] / mib)} | | | |")
     return "\n".join(rows)
 
 

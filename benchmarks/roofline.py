@@ -127,7 +127,7 @@ def plot(result: dict, path: Path) -> Path:
 
 
 def table(result: dict) -> str:
-    lines = [f"matmul GFLOP/s by size: " + ", ".join(f"{n}: {rate:.1f}" for n, rate in result["matmul_gflops"].items()),
+    lines = ["matmul GFLOP/s by size: " + ", ".join(f"{n}: {rate:.1f}" for n, rate in result["matmul_gflops"].items()),
              f"peak {result['peak_gflops']:.1f} GFLOP/s, bandwidth {result['bandwidth_gbs']:.1f} GB/s, "
              f"ridge {result['ridge']:.1f} FLOP/byte", "",
              "| op | intensity (FLOP/byte) | roof (GFLOP/s) | achieved (GFLOP/s) |", "| --- | --- | --- | --- |"]

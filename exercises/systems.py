@@ -150,7 +150,8 @@ def measure_bandwidth(megabytes: float = 64, seed: int = 0, repeats: int = 3) ->
 
 
 def matmul_intensity(n: int, k: int, m: int, itemsize: int = 4) -> float:
-    """FLOPs per byte of (n, k) @ (k, m) when each matrix crosses memory once: 2·n·k·m / (itemsize·(n·k + k·m + n·m))."""
+    """FLOPs per byte of (n, k) @ (k, m) when each matrix crosses memory once:
+    2·n·k·m / (itemsize·(n·k + k·m + n·m))."""
     raise NotImplementedError("stage 12 (where the time and memory go): matmul_intensity")
 
 

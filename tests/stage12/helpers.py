@@ -18,7 +18,8 @@ IDENTICAL = Tol(0.0, 0.0, "float64; the recomputation runs the very same operati
 # differs from the float32 one by a few roundings of values of size ln V ≈ 2.6, and over 12 AdamW steps at lr 1e-3 every
 # weight moves by at most ~12 · lr in either run, in the same direction unless a gradient's sign is decided by rounding.
 # Measured: 5e-5 at most. The margin is four float16 roundings of the loss, 4 · u · ln 13 ≈ 5e-3.
-MIXED_MARGIN = Tol(0.0, 4 * 2.0**-11 * math.log(13), "float16 compute: four roundings (u = 2^-11) of a loss of size ln 13")
+MIXED_MARGIN = Tol(0.0, 4 * 2.0**-11 * math.log(13),
+                   "float16 compute: four roundings (u = 2^-11) of a loss of size ln 13")
 
 
 def config_of(m, fields: dict):
@@ -38,7 +39,8 @@ def model_of(m, fields: dict, seed: int, dtype=None):
 def batch_of(seed: int, vocab_size: int, batch: int, length: int) -> dict:
     """ids and targets, (batch, length) int64, the documented dtype of the activation formula's index arrays."""
     rng = seeded(seed)
-    return {"ids": rng.integers(0, vocab_size, (batch, length)), "targets": rng.integers(0, vocab_size, (batch, length))}
+    return {"ids": rng.integers(0, vocab_size, (batch, length)),
+            "targets": rng.integers(0, vocab_size, (batch, length))}
 
 
 def activation_allowance(fields: dict, batch: int, length: int, itemsize: int = 4, checkpointed: bool = False) -> int:
@@ -60,6 +62,11 @@ def activation_allowance(fields: dict, batch: int, length: int, itemsize: int = 
 
 
 # ---------------------------------------------------------------- probes
+
+
+def keeping(kept: np.ndarray, previous):
+    """A backward whose closure holds `kept` and the Tensor `previous`."""
+    return lambda g: (g * kept[0] + 0 * previous.data,)
 
 
 def probe_formulas(m, fields: dict, batch: int, length: int, itemsize: int = 4) -> dict:

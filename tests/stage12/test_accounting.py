@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, Mistake, assert_close, assert_true, sibling
-from tests.stage12.helpers import (ACTIVATION_MISTAKES, TINY, judge_activations, probe_formulas, probe_measured,
-                                   probe_saved_bytes)
+from tests.stage12.helpers import (ACTIVATION_MISTAKES, TINY, judge_activations, keeping, probe_formulas,
+                                   probe_measured, probe_saved_bytes)
 
 VARIANTS = {  # every option the formulas branch on
     "default (rms, swiglu, rotary, tied)": {},
@@ -61,11 +61,14 @@ def test_step_flops_worked_out_by_hand(check):
     assert_close(got["flops"], {"forward": 504_832, "backward": 1_009_664}, EXACT,
                  "step_flops(TINY, batch=2, length=16), worked out by hand in the test's comment", mistakes=(
                      Mistake("the norm weights were counted as multiplying weights (6N of stage 09 counts them; a "
-                             "matmul count does not)", lambda got, want: got["forward"] == want["forward"] + 2 * 32 * 80),
+                             "matmul count does not)",
+                             lambda got, want: got["forward"] == want["forward"] + 2 * 32 * 80),
                      Mistake("attention's q kᵀ and P v are missing (4·L·B·T²·C)",
                              lambda got, want: got["forward"] == want["forward"] - 65_536),
                      Mistake("the causal mask was taken to halve attention: the dense products are computed anyway",
                              lambda got, want: got["forward"] == want["forward"] - 32_768)))
+    default = check(probe_formulas, fields=TINY, batch=2, length=None, tol=EXACT, what="formulas, length omitted")
+    assert_close(default, got, EXACT, "length=None means the config's context (16 for TINY)")
 
 
 def probe_matmul_flops(m, pairs: list) -> list:
@@ -176,6 +179,11 @@ def test_activations_worked_out_by_hand(check):
     got = check(probe_formulas, fields=TINY, batch=2, length=16, tol=EXACT, what="formulas for TINY")
     assert_close([got["activations"], got["checkpointed"]], [118_016, 11_520], EXACT,
                  "activation_bytes(TINY, 2, 16) and with checkpointed=True, worked out by hand", ACTIVATION_MISTAKES)
+    # dropout 0.1: a (B, T, C) mask after each sublayer and after the embeddings, 2·2 + 1 = 5 masks of 512: 128,256
+    got = check(probe_formulas, fields=dict(TINY, dropout=0.1), batch=2, length=16, tol=EXACT, what="with dropout")
+    assert_close(got["activations"], 128_256, EXACT, "activation_bytes with dropout 0.1: five (B, T, C) masks more",
+                 mistakes=(Mistake("the embeddings' mask is missing (2·L masks in the blocks, one after the "
+                                   "embeddings)", lambda got, want: got == want - 2048),))
 
 
 @pytest.mark.concept("memory")
@@ -191,3 +199,21 @@ def test_training_memory_equals_the_arrays(target, check):
         assert_close(got["predicted_memory"]["activations"], got["predicted_activations"], EXACT,
                      f"{name}: training_memory's activations are activation_bytes")
     check(probe_formulas, fields=TINY, batch=3, length=10, itemsize=8, tol=EXACT, what="formulas in float64")
+
+
+def probe_deep_chain(m, length: int) -> dict:
+    """A chain of `length` nodes, each keeping a fresh (4,) float64 array and the previous node's Tensor (whose data
+    is a (2,) array): every buffer once."""
+    tensor = sibling(m, "tensor")
+    node = tensor.Tensor(np.zeros(2), requires_grad=True, dtype=np.float64)
+    for _ in range(length):
+        node = tensor.op(node.data + 1.0, (node,), keeping(np.ones(4), node))
+    return {"saved": m.saved_bytes(node)}
+
+
+@pytest.mark.concept("saved-bytes")
+def test_saved_bytes_of_a_deep_chain(check):
+    # 3000 nodes, each keeping a (4,) array (32 bytes) and the previous node (16 bytes; the first previous is the
+    # leaf, not counted): 3000 · 32 + 2999 · 16 = 143,984. A recursive walk overflows Python's stack long before.
+    got = check(probe_deep_chain, length=3000, tol=EXACT, what="saved_bytes of a 3000-node chain")
+    assert_close(got["saved"], 3000 * 32 + 2999 * 16, EXACT, "saved_bytes of a 3000-node chain, by hand")

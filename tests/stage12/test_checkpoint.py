@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F64, GRADCHECK, Mistake, assert_close, assert_true, central_difference, sibling
-from tests.stage12.helpers import IDENTICAL, TINY, judge_activations, probe_checkpoint_model, probe_measured
+from grader.harness import EXACT, F64, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, sibling
+from tests.stage06.helpers import GrowingCache
+from tests.stage12.helpers import (IDENTICAL, TINY, judge_activations, model_of, probe_checkpoint_model,
+                                   probe_measured)
 
 
 def probe_checkpoint_function(m, x: np.ndarray, y: np.ndarray, weights: np.ndarray, wrap: bool) -> dict:
@@ -68,7 +70,7 @@ def probe_checkpoint_gradcheck(m, x: np.ndarray, y: np.ndarray, weights: np.ndar
 @pytest.mark.concept("checkpoint")
 def test_checkpoint_gradients_against_central_differences(target, reference):
     rng = np.random.default_rng(1221)
-    inputs = {"x": rng.standard_normal((2, 3)), "y": rng.standard_normal((2, 3)), "weights": rng.standard_normal((2, 3))}
+    inputs = {name: rng.standard_normal((2, 3)) for name in ("x", "y", "weights")}
     for who in (target, reference):
         got = who.run(probe_checkpoint_gradcheck, **inputs)
         assert_close(got["analytic"], got["numeric"], GRADCHECK, f"{who.target}: d L / d x through checkpoint(f, x, "
@@ -106,3 +108,21 @@ def test_checkpointed_model_keeps_a_layer_input(target, check):
                  "3 layers, float64: 3 layers · (13,824 − 512) elements · 8 (see test_activations_worked_out_by_hand)")
     check(probe_measured, fields=fields, seed=1223, batch=2, length=16, float64=True, checkpointed=True, tol=F64,
           what="checkpointed float64 model, measured")
+
+
+def probe_checkpoint_decoding(m, fields: dict, seed: int) -> dict:
+    """Logits of a model with Checkpointed blocks fed through a growing cache, and of the plain model's full pass."""
+    model = model_of(m, fields, seed, np.float64).eval()
+    ids = np.random.default_rng(seed).integers(0, fields["vocab_size"], (1, 6))
+    full = model(ids)[0].data
+    model.blocks = [m.Checkpointed(block) for block in model.blocks]
+    cache = GrowingCache()
+    pieces = [model(ids[:, :4], cache=cache)[0].data, model(ids[:, 4:], cache=cache)[0].data]
+    return {"full": full, "cached": np.concatenate(pieces, axis=1)}
+
+
+@pytest.mark.concept("checkpoint")
+def test_checkpointed_blocks_decode_through_a_cache(check):
+    got = check(probe_checkpoint_decoding, fields=TINY, seed=1260, tol=F64, what="decoding with Checkpointed blocks")
+    assert_close(got["cached"], got["full"], Tol(1e-12, 1e-12, "float64; only the order of BLAS sums differs"),
+                 "Checkpointed blocks with a key/value cache vs the plain model's one pass")

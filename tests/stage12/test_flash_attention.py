@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.harness import GRADCHECK, Mistake, assert_close, assert_true, central_difference, sibling
+from grader.harness import GRADCHECK, Mistake, assert_close, assert_true, central_difference, raised, sibling
 from tests.stage12.helpers import ATTENTION_F64, attention_inputs, probe_flash, probe_flash_memory
 
 FLASH_MISTAKES = (
@@ -115,3 +115,22 @@ def test_flash_keeps_only_the_output_and_the_log_sum_exp(target, reference):
                 f"{got['peak']:,} bytes; it must stay O(T·Dh + tile²): at most 1,310,720 (one (T, T) array per head "
                 "alone takes 4,194,304). Is something (T, S)-sized made: a full score row block, a mask np.tri(T, S), "
                 "a probability matrix?")
+
+
+def probe_flash_errors(m, q, k, v) -> dict:
+    tensor = sibling(m, "tensor")
+    q, k, v = (tensor.Tensor(x, dtype=np.float64) for x in (q, k, v))
+    return {"tile": raised(m.flash_attention, q, k, v, tile=0),
+            "short": raised(m.flash_attention, q, k[:, :, :2], v[:, :, :2], causal=True),
+            "heads": raised(m.flash_attention, q, k[:, :2], v[:, :2])}
+
+
+@pytest.mark.concept("flash-causal")
+def test_flash_rejects_what_stage_06_rejects(target, reference):
+    inputs = attention_inputs(1258, 1, 3, 3, 3, 3, 2)
+    for who in (target, reference):
+        got = who.run(probe_flash_errors, q=inputs["q"], k=inputs["k"], v=inputs["v"])
+        for case, why in (("tile", "tile=0"), ("short", "causal with S=2 keys for T=3 queries"),
+                          ("heads", "3 query heads with 2 key/value heads")):
+            assert_true("ValueError" in got[case].get("bases", []), f"{who.target}: {why} must raise ValueError, "
+                        f"got {got[case]}")

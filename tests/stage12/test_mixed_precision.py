@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, Mistake, assert_close, assert_true, sibling
-from tests.stage12.helpers import MIXED_MARGIN, TINY, probe_mixed_run, probe_scaler, probe_unscale
+from grader.harness import EXACT, Mistake, assert_close, assert_true, raised, sibling
+from tests.stage12.helpers import MIXED_MARGIN, TINY, model_of, probe_mixed_run, probe_scaler, probe_unscale
 
 
 def probe_cast(m, x: np.ndarray, weights: np.ndarray) -> dict:
@@ -95,3 +95,25 @@ def test_an_injected_overflow_is_skipped_not_applied(target, check):
     assert_close(got["plain"][0], got["mixed"][0], MIXED_MARGIN, "step 0's loss, mixed vs float32")
     check(probe_mixed_run, fields=TINY, seed=1231, steps=4, lr=1e-3, scales=scales, tol=MIXED_MARGIN,
           what="a run with an injected overflow")
+
+
+def probe_mixed_exception(m, fields: dict, seed: int) -> dict:
+    """A step whose targets hold an id outside [0, V): cross_entropy raises ValueError in the middle of the step."""
+    model = model_of(m, fields, seed)
+    before = [p.data.copy() for p in model.parameters()]
+    optimizer = sibling(m, "optim").AdamW(model.parameters(), lr=1e-3)
+    ids = np.zeros((1, 4), dtype=np.int64)
+    record = raised(m.MixedPrecision(model, optimizer).step, ids, np.full((1, 4), fields["vocab_size"]))
+    return {"record": record, "dtypes": sorted({str(p.data.dtype) for p in model.parameters()}),
+            "unchanged": all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))}
+
+
+@pytest.mark.concept("mixed-precision")
+def test_an_exception_in_a_step_leaves_the_float32_masters(target, reference):
+    for who in (target, reference):
+        got = who.run(probe_mixed_exception, fields=TINY, seed=1232)
+        assert_true("ValueError" in got["record"].get("bases", []), f"{who.target}: a target outside the vocabulary "
+                    f"must raise cross_entropy's ValueError through step(), got {got['record']}")
+        assert_true(got["dtypes"] == ["float32"] and got["unchanged"], f"{who.target}: after an exception in "
+                    f"step() the parameters must be the float32 masters again, unchanged (dtypes {got['dtypes']}, "
+                    f"unchanged {got['unchanged']}): restore them in a finally block")

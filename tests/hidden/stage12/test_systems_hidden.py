@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F32, F64, GRADCHECK, Tol, assert_close, assert_true, central_difference, raised, sibling
-from tests.stage06.helpers import GrowingCache
+from grader.harness import (EXACT, F32, F64, GRADCHECK, Tol, assert_close, assert_true, central_difference, raised,
+                            sibling)
 from tests.stage12.helpers import (ATTENTION_F64, IDENTICAL, MIXED_MARGIN, TINY, attention_inputs, judge_activations,
-                                   model_of, probe_checkpoint_model, probe_flash, probe_formulas, probe_measured,
+                                   keeping, probe_checkpoint_model, probe_flash, probe_formulas, probe_measured,
                                    probe_mixed_run, probe_scaler, probe_unscale)
 
 MORE = {
@@ -67,27 +67,25 @@ def test_training_memory_in_float64(target, check):
     check(probe_formulas, fields=fields, batch=2, length=16, itemsize=8, tol=EXACT, what="float64 formulas")
 
 
-def keeping(kept: np.ndarray, previous):
-    """A backward whose closure holds `kept` and the Tensor `previous`."""
-    return lambda g: (g * kept[0] + 0 * previous.data,)
-
-
-def probe_deep_chain(m, length: int) -> dict:
-    """A chain of `length` nodes, each keeping a fresh (4,) float64 array and the previous node's Tensor (whose data
-    is a (2,) array): every buffer once."""
+def probe_diamonds(m, count: int) -> dict:
+    """`count` diamonds in a row: x -> (x·2, x·3) -> their sum. Each product keeps the SAME constant-free input x
+    (its data) and a fresh (3,) array; the sum keeps nothing."""
     tensor = sibling(m, "tensor")
-    node = tensor.Tensor(np.zeros(2), requires_grad=True, dtype=np.float64)
-    for _ in range(length):
-        node = tensor.op(node.data + 1.0, (node,), keeping(np.ones(4), node))
+    node = tensor.Tensor(np.zeros(5), requires_grad=True, dtype=np.float64)
+    for _ in range(count):
+        left = tensor.op(node.data * 2.0, (node,), keeping(np.ones(3), node))
+        right = tensor.op(node.data * 3.0, (node,), keeping(np.ones(3), node))
+        node = left + right
     return {"saved": m.saved_bytes(node)}
 
 
 @pytest.mark.concept("saved-bytes")
-def test_saved_bytes_of_a_deep_chain(check):
-    # 3000 nodes, each keeping a (4,) array (32 bytes) and the previous node (16 bytes; the first previous is the
-    # leaf, not counted): 3000 · 32 + 2999 · 16 = 143,984. A recursive walk overflows Python's stack long before.
-    got = check(probe_deep_chain, length=3000, tol=EXACT, what="saved_bytes of a 3000-node chain")
-    assert_close(got["saved"], 3000 * 32 + 2999 * 16, EXACT, "saved_bytes of a 3000-node chain, by hand")
+def test_saved_bytes_of_shared_nodes(check):
+    # 1500 diamonds: each keeps two (3,) arrays (48 bytes) and its input's (5,) data (40 bytes, once although two
+    # closures hold it; the first input is the leaf): 1500 · 48 + 1499 · 40 = 131,960. A walk that visits a node once
+    # per path would take 2^1500 steps; one that counts per closure would count the shared input twice.
+    got = check(probe_diamonds, count=1500, tol=EXACT, what="saved_bytes of 1500 diamonds")
+    assert_close(got["saved"], 1500 * 48 + 1499 * 40, EXACT, "saved_bytes of 1500 diamonds, by hand")
 
 
 @pytest.mark.concept("flash-forward")
@@ -134,23 +132,22 @@ def test_flash_gradcheck_grouped_with_more_keys_than_queries(target, check):
                      "differences")
 
 
-def probe_flash_errors(m, q, k, v) -> dict:
+def probe_flash_shape_errors(m, q, k, v) -> dict:
     tensor = sibling(m, "tensor")
     q, k, v = (tensor.Tensor(x, dtype=np.float64) for x in (q, k, v))
-    return {"tile": raised(m.flash_attention, q, k, v, tile=0),
-            "short": raised(m.flash_attention, q, k[:, :, :2], v[:, :, :2], causal=True),
-            "heads": raised(m.flash_attention, q, k[:, :2], v[:, :2])}
+    return {"values": raised(m.flash_attention, q, k, v[:, :, :-1]),  # k and v of different lengths
+            "head_dim": raised(m.flash_attention, q, k[..., :1], v[..., :1]),  # Dh 1 against q's 2
+            "batch": raised(m.flash_attention, q, k[:1], v[:1])}  # one batch row of keys for two of queries
 
 
-@pytest.mark.concept("flash-causal")
-def test_flash_rejects_what_stage_06_rejects(target, reference):
-    inputs = attention_inputs(1258, 1, 3, 3, 3, 3, 2)
+@pytest.mark.concept("flash-forward")
+def test_flash_rejects_shapes_that_do_not_fit(target, reference):
+    inputs = attention_inputs(1263, 2, 2, 2, 3, 4, 2)
     for who in (target, reference):
-        got = who.run(probe_flash_errors, q=inputs["q"], k=inputs["k"], v=inputs["v"])
-        for case, why in (("tile", "tile=0"), ("short", "causal with S=2 keys for T=3 queries"),
-                          ("heads", "3 query heads with 2 key/value heads")):
-            assert_true("ValueError" in got[case].get("bases", []), f"{who.target}: {why} must raise ValueError, "
-                        f"got {got[case]}")
+        got = who.run(probe_flash_shape_errors, q=inputs["q"], k=inputs["k"], v=inputs["v"])
+        for case, value in got.items():
+            assert_true("ValueError" in value.get("bases", []), f"{who.target}: {case} must raise ValueError, "
+                        f"got {value}")
 
 
 def product_tanh(u, w):
@@ -178,22 +175,14 @@ def test_checkpoint_with_the_same_input_twice(check):
                  "slots add up")
 
 
-def probe_checkpoint_decoding(m, fields: dict, seed: int) -> dict:
-    """Logits of a model with Checkpointed blocks fed through a growing cache, and of the plain model's full pass."""
-    model = model_of(m, fields, seed, np.float64).eval()
-    ids = np.random.default_rng(seed).integers(0, fields["vocab_size"], (1, 6))
-    full = model(ids)[0].data
-    model.blocks = [m.Checkpointed(block) for block in model.blocks]
-    cache = GrowingCache()
-    pieces = [model(ids[:, :4], cache=cache)[0].data, model(ids[:, 4:], cache=cache)[0].data]
-    return {"full": full, "cached": np.concatenate(pieces, axis=1)}
-
-
 @pytest.mark.concept("checkpoint")
-def test_checkpointed_blocks_decode_through_a_cache(check):
-    got = check(probe_checkpoint_decoding, fields=TINY, seed=1260, tol=F64, what="decoding with Checkpointed blocks")
-    assert_close(got["cached"], got["full"], Tol(1e-12, 1e-12, "float64; only the order of BLAS sums differs"),
-                 "Checkpointed blocks with a key/value cache vs the plain model's one pass")
+def test_checkpointed_model_with_other_options(target, check):
+    fields = dict(TINY, kv_heads=2, position="learned", norm="layer", feed_forward="gelu")
+    plain = check(probe_checkpoint_model, fields=fields, seed=1264, batch=2, length=10, checkpointed=[], tol=F64,
+                  what="plain, grouped-query, learned positions, layer norm, gelu")
+    got = target.run(probe_checkpoint_model, fields=fields, seed=1264, batch=2, length=10, checkpointed=[0, 1])
+    assert_close([got["loss"], got["grads"]], [plain["loss"], plain["grads"]], IDENTICAL,
+                 "every block checkpointed: the loss and every gradient")
 
 
 @pytest.mark.concept("checkpoint")
