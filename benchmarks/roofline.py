@@ -91,7 +91,7 @@ def step_ops(seed: int = 0) -> list[dict]:
 def measure(thread_count: int = 2, seed: int = 0) -> dict:
     from solutions import systems
     with threads(thread_count):
-        rates = systems.measure_matmul(SIZES, seed=seed, repeats=5)
+        rates = systems.measure_matmul(SIZES, seed=seed, repeats=10)
         bandwidth = systems.measure_bandwidth(256, seed=seed, repeats=5)
         ops = step_ops(seed)
     peak = max(rates)
@@ -116,7 +116,7 @@ def plot(result: dict, path: Path) -> Path:
     axis.set_xlabel("arithmetic intensity (FLOPs per byte moved, float32)")
     axis.set_ylabel("GFLOP/s")
     axis.set_title(f"measured: matmul peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s, "
-                   f"{result['threads']} threads; hollow = the roof, filled = achieved", fontsize=9)
+                   f"{result['threads']} BLAS thread{'s' if result['threads'] > 1 else ''}; hollow = the roof, filled = achieved", fontsize=9)
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
