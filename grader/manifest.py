@@ -91,6 +91,11 @@ def stage(stage_id: str) -> Stage:
     raise KeyError(f"no stage {stage_id!r}; the stages are {', '.join(s.id for s in stages())}")
 
 
+def select(ids) -> list[Stage]:
+    """The stages named by id ('3' or '03'), in the order given, or every stage when none is named."""
+    return [stage(i) for i in ids] if ids else list(stages())
+
+
 def stage_of_test_path(path: str | Path) -> tuple[Stage, bool] | None:
     """(stage, hidden) for a test file under tests/stageNN/ or tests/hidden/stageNN/, else None."""
     parts = Path(path).parts

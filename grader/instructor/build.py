@@ -29,7 +29,6 @@ from pathlib import Path
 
 from .. import manifest, report, source
 from ..learner import pristine
-from ..learner.progress import select_stages
 from ..manifest import ROOT
 from ..suites import expected, runner
 from . import docs
@@ -351,7 +350,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_expected(args: argparse.Namespace) -> int:
     """Regenerate tests/expected/ from the reference (for the student release and Gradescope)."""
-    stages = select_stages(args.stages)
+    stages = manifest.select(args.stages)
     try:
         written = write_expected(stages)
     except BuildError as error:

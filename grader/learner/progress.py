@@ -10,11 +10,6 @@ from ..suites import runner
 from . import cache, functions, pristine
 
 
-def select_stages(ids: list[str]) -> list[manifest.Stage]:
-    """The stages named by id ('3' or '03'), or every stage when none is named."""
-    return [manifest.stage(i) for i in ids] if ids else list(manifest.stages())
-
-
 def cmd_progress(args: argparse.Namespace) -> int:
     """The default command: the table of stages, the next stage and its first failure. Always exits 0.
 
@@ -59,7 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run the named stages' suites (or the tests of one function); exit 1 when any test fails (or the run did not
     finish). The visible suites answer from the cache where nothing changed (--fresh runs them anyway)."""
     ids, names = split_names(args.stages)
-    stages = select_stages(ids)
+    stages = manifest.select(ids)
     partial = bool(names or args.keyword)
     if partial and len(stages) != 1:
         raise ValueError("name one stage to check one function's tests: python -m grader check 01 encode")

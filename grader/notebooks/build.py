@@ -183,13 +183,9 @@ def stale(files: dict[Path, str]) -> list[Path]:
     return [p for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
 
 
-def stages_named(ids: list[str]) -> list[Stage]:
-    return [manifest.stage(i) for i in ids] if ids else list(manifest.stages())
-
-
 def cmd_notebooks(args) -> int:
     """Regenerate the notebooks of the stages (all by default); with --check, write nothing and list stale ones."""
-    files = generate(stages_named(args.stages))
+    files = generate(manifest.select(args.stages))
     old = stale(files)
     if args.check:
         for path in old:

@@ -8,7 +8,6 @@ from .. import manifest
 from ..instructor.release import copy_into
 from ..manifest import ROOT, Stage
 from ..source import reference
-from .build import stages_named
 from .common import CODE_STUB, NOTEBOOKS, PREREQUISITES, NotebookError, notebook_name, workbook_modules
 
 CELL_TIMEOUT = 300  # seconds; the first test cell runs the stage's whole visible suite
@@ -88,7 +87,7 @@ def build_course(out: Path, stages: list[Stage] | None = None) -> list[Path]:
 
 def cmd_nbgrader_course(args) -> int:
     """Lay out an nbgrader course in DIR."""
-    folders = build_course(Path(args.dir), stages_named(args.stages))
+    folders = build_course(Path(args.dir), manifest.select(args.stages))
     root = Path(args.dir).resolve()
     print(f"wrote the nbgrader course {root}: nbgrader_config.py, autograder/ and "
           f"{', '.join(str(f.relative_to(root)) for f in folders)}")

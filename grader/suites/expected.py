@@ -66,7 +66,7 @@ def _stable(value: Any) -> Any:
     return value
 
 
-_TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/[^/\s'\"]+")
+_TMP = re.compile(re.escape(tempfile.gettempdir()) + r"[\\/][^\\/\s'\"]+")  # either separator (Windows too)
 
 
 class Recorder:

@@ -140,7 +140,8 @@ def _environment() -> dict[str, str]:
     # A lean pytest: no plugins found by entry point (hypothesis alone adds half a second), no bytecode written into
     # the learner's folder; the runner adds no cache folder and no traceback text (formatting it took a second for a
     # stub's suite; the plugin records what it needs).
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # the grader first
+    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 class Warm:
