@@ -41,6 +41,9 @@ def plain(value: Any, where: str = "output") -> Plain:
     raise ProbeError(f"{where}: {type(value).__name__} is not plain data (numbers, strings, arrays, lists, dicts)")
 
 
+MESSAGE_CHARACTERS = 2000  # of an exception's message kept in a record: enough for any fragment a test looks for
+
+
 def raised(fn: Callable, *args, mentions: tuple = (), **kwargs) -> dict:
     """Call fn(*args, **kwargs) and record what happened as plain data, to be judged by `assert_close`:
 
@@ -69,9 +72,9 @@ def raised(fn: Callable, *args, mentions: tuple = (), **kwargs) -> dict:
             message = str(error)
         except Exception:  # a __str__ of the submission's that raises
             message = "<the exception could not be printed>"
-        builtin = getattr(builtins, name, None) is kind
+        builtin = getattr(builtins, name, None) is kind  # identity: `__module__ = "builtins"` is easily forged
         return {**record, "raised": name, "builtin": builtin,
-                "message": message if type(message) is str else "<not a string>",
+                "message": message[:MESSAGE_CHARACTERS] if type(message) is str else "<not a string>",
                 # the builtin's ancestors, for suites that ask `"ValueError" in record["bases"]`; none for a class of
                 # the submission's own, so deriving from every builtin exception counts for nothing
                 "bases": [c.__name__ for c in kind.__mro__] if builtin else []}
