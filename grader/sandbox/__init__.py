@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import os
+import re
 import select
 import shutil
 import signal
@@ -243,7 +244,7 @@ class Sandbox:
                 self.refused[name] = data
                 continue
             (package / name).write_bytes(data)
-            self.sources[name] = data.decode("utf-8", errors="replace").splitlines()
+            self.sources[name] = re.split(r"\r\n|\r|\n", data.decode("utf-8", errors="replace"))  # Python's lines
         for name in TRUSTED_FILES:
             (trusted / "grader" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / "grader" / name, trusted / "grader" / name)
