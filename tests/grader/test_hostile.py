@@ -495,3 +495,32 @@ def test_grade_refuses_unusable_options_given_in_code_too(tmp_path, unusable):
     with pytest.raises(grade.GradingError):
         grade.grade([_ungradable(tmp_path / "alice")], grade.Options(out=tmp_path / "out", **unusable))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_isolated_pass_leaks_none_of_the_reference_beside_the_submission(tmp_path):
+    """Issue 9's headline attack: in the isolated pass the reference's earlier stages sit beside the stage's module;
+    a module that raises them, chunk by chunk, gets its feedback in the grader's words only."""
+    if sandbox.isolation_level() != "full":
+        pytest.skip("the full level's guarantees need root on Linux")
+    stage = next(s for s in manifest.stages() if s.requires)  # the first stage graded on reference prerequisites
+    folder = _exercises(tmp_path / "submissions" / "siblings", None)
+    solved_siblings = ('print("SOLVED BESIDE ME:", [n for n in sorted(_os.listdir(_here)) if n.endswith(".py") and '
+                       '"NotImplementedError" not in open(_os.path.join(_here, n)).read()])\n')
+    (folder / f"{stage.module}.py").write_text(EXFILTRATE.replace(
+        '("/sandbox", _os.path.dirname(_here), "/work", "/home", "/root", "/srv", "/opt")', "(_here,)")
+        + solved_siblings)
+    reference_only = [line.strip() for name in {manifest.stage(r).module for r in stage.requires}
+                      for line in set((ROOT / "solutions" / f"{name}.py").read_text().splitlines())
+                      - set((ROOT / "exercises" / f"{name}.py").read_text().splitlines())
+                      if len(line.strip()) > 40 and not line.strip().startswith("#")]
+    out = tmp_path / "out"
+    summary = grade.grade([folder], grade.Options(out=out, timeout=3, memory_mb=1024, stages=(stage.id,)))
+    assert summary["submissions"][0]["points"] == 0
+    result = (out / "results" / "siblings.json").read_text()
+    shown = (out / "feedback" / "siblings.md").read_text() + result + json.dumps(
+        gradescope.results(json.loads(result), "visible", 1.0))
+    assert not _encoded(shown) and not [line for line in reference_only if line in shown]
+    raw = (out / "raw" / "siblings.json").read_text()
+    prerequisite = manifest.stage(stage.requires[-1]).module
+    assert _encoded(raw) and f"'{prerequisite}.py'" in raw.split("SOLVED BESIDE ME:")[-1].split("]")[0], \
+        "the attack never met the reference beside it: the test proves nothing"
