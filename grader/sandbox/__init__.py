@@ -352,6 +352,8 @@ class Sandbox:
     def call(self, module: str, probe: str, stage_module: str, inputs: dict) -> dict:
         """Run one probe in the worker. The answer is {ok: True, output} or {ok: False, kind, feedback, raw}:
         `feedback` is written here from what can be checked, `raw` is what the submission said (instructors only)."""
+        if f"{stage_module}.py" in self.refused:
+            raise SubmissionCrashed(f"{stage_module}.py {self.refused[stage_module + '.py']}: it was not graded")
         if self._import_timeouts.get(stage_module, 0) >= IMPORT_TIMEOUTS:  # one module must not stall a batch
             raise SubmissionCrashed(f"{stage_module}.py did not finish importing within {self.limits.timeout:g} s, "
                                     f"{IMPORT_TIMEOUTS} times: its other tests are not run (a loop or a long "
@@ -394,7 +396,7 @@ class Sandbox:
 
     def _failure(self, answer: dict, probe: str, stage_module: str, printed: str) -> dict:
         """A failed call in the grader's words: the kind, the builtin type, and where in the submission's files."""
-        kind = answer.get("kind") if answer.get("kind") in ("unimplemented", "probe", "error") else "error"
+        kind = answer.get("kind") if answer.get("kind") in ("unimplemented", "probe", "unsendable") else "error"
         raw = "\n".join(filter(None, [f"{str(answer.get('type'))[:100]}: {str(answer.get('message'))[:RAW_CHARACTERS]}",
                                       str(answer.get("traceback", ""))[-RAW_CHARACTERS:], printed]))
         where = self.locate(answer.get("frames"))
@@ -403,6 +405,8 @@ class Sandbox:
         elif kind == "probe":
             text = (f"{probe}: what the submission returned is not plain data (numbers, strings, arrays of numbers, "
                     f"lists, dicts), e.g. an object of a class of its own")
+        elif kind == "unsendable":
+            kind, text = "probe", f"{probe}: what the submission returned could not be sent back (too large?)"
         else:
             place = f"in {where}" if where else "outside the submission's files (in the test's probe, or in a " \
                                                 "library the submission called)"

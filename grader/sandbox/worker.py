@@ -82,7 +82,7 @@ def main() -> None:
         try:
             wire.send(responses, answer)
         except (ValueError, TypeError) as error:  # e.g. an output too large or not encodable
-            wire.send(responses, {"id": request["id"], "ok": False, "kind": "probe", "type": "WireError",
+            wire.send(responses, {"id": request["id"], "ok": False, "kind": "unsendable", "type": "WireError",
                                   "message": f"the output could not be sent: {error}"})
 
 

@@ -137,6 +137,11 @@ def test_the_sandbox_stages_regular_files_only(tmp_path):
     assert refused.keys() == {"leak.py", "tensor.py", "pipe.py", "nn.py"}
     assert "symbolic link" in refused["leak.py"] and "special file" in refused["pipe.py"]
     assert "folder" in refused["nn.py"]
+    (folder / "ngram.py").unlink()
+    os.symlink(ROOT / "solutions" / "ngram.py", folder / "ngram.py")
+    with sandbox.Sandbox(folder, level="partial", suites=[STAGE.test_dir()]) as box:
+        with pytest.raises(sandbox.SubmissionCrashed, match="ngram.py is a symbolic link"):
+            _call(box)
 
 
 # ---------------------------------------------------------------- one submission, one world (root on Linux only)
