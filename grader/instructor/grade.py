@@ -49,7 +49,8 @@ MESSAGE_LINES, LINE_CHARACTERS = 15, 240  # of one test's message in a student's
 SHOWN_REFUSALS = 10
 GRADEBOOK_COLUMNS = ("submission", "stage", "title", "visible_points", "hidden_points", "max_visible", "max_hidden",
                      "cumulative_visible", "cumulative_hidden", "passed", "total", "problem")
-COLLECTION_FAILED = "the grader could not load this test (an error on the grader's side, not yours: tell your instructor)"
+COLLECTION_FAILED = ("the grader could not load this test (an error on the grader's side, not yours: tell your "
+                     "instructor)")
 
 
 @dataclass(frozen=True)
@@ -398,8 +399,9 @@ def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dic
                 continue
             whole = cumulative[stage.id]
             if stage.requires and not whole.complete:  # full marks on its own code need no second opinion
-                alone_run = runner.run([stage], str(_isolated_package(package, stage, Path(scratch) / f"iso{stage.id}")),
-                                       hidden=options.hidden, extra=_suite_args(options), timeout=options.timeout * 30)
+                isolated = _isolated_package(package, stage, Path(scratch) / f"iso{stage.id}")
+                alone_run = runner.run([stage], str(isolated), hidden=options.hidden, extra=_suite_args(options),
+                                       timeout=options.timeout * 30)
                 alone = alone_run.stages[0]
                 if alone_run.error:
                     result["raw"]["errors"].append(f"stage {stage.id}, isolated: {alone_run.error[-6000:]}")
@@ -632,7 +634,8 @@ def _jobs(text: str) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("grade", help="instructors: grade submissions in sandboxed workers")
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="folders or .zip files")
-    parser.add_argument("--out", required=True, help="folder for gradebook.csv, feedback/, results/, raw/, summary.json")
+    parser.add_argument("--out", required=True,
+                        help="folder for gradebook.csv, feedback/, results/, raw/ (instructors only), summary.json")
     parser.add_argument("--hidden", action="store_true", help="include the hidden suites")
     parser.add_argument("--jobs", type=_jobs, default=1, help="submissions graded at once (default 1)")
     parser.add_argument("--timeout", dest="probe_timeout", type=_positive_seconds, default=60.0,

@@ -37,7 +37,8 @@ def _text(get) -> str:
 
 
 def _described(error: BaseException) -> dict:
-    """An exception as data: its type, its frames from the probe down as [file, line], and (for instructors) its text."""
+    """An exception as data: its type, its frames from the probe down as [file, line], and its text (for
+    instructors only: the trusted side shows a student the type and a checked line of the submission's own file)."""
     kind = type(error)
     name = _text(lambda: kind.__name__)
     frames = [[frame.f_code.co_filename, line] for frame, line in traceback.walk_tb(error.__traceback__)][-200:]

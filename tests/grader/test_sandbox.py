@@ -167,7 +167,8 @@ def _net():
         return type(error).__name__
 SEEN = {"root": _ls("/"), "tmp": _ls("/tmp"), "var_tmp": _ls("/var/tmp"), "shm": _ls("/dev/shm"), "etc": _ls("/etc"),
         "proc": [p for p in _ls("/proc") if p.isdigit()], "pid": _os.getpid(), "uid": _os.getuid(),
-        "sandbox": _ls("/sandbox"), "tests": [f"{d}/{f}" for d, _, fs in _os.walk("/sandbox/trusted/tests") for f in fs],
+        "sandbox": _ls("/sandbox"),
+        "tests": [f"{d}/{f}" for d, _, fs in _os.walk("/sandbox/trusted/tests") for f in fs],
         "repository": _os.path.exists(REPOSITORY), "home": _ls("/home"), "net": _net(),
         "site": _ls(_os.path.dirname(_os.path.dirname(_numpy.__file__)))}
 print("SEEN" + _json.dumps(SEEN), flush=True)
