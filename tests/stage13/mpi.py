@@ -191,6 +191,9 @@ def outcome(module, job: list, ranks: int, check: str) -> list:
 
     NotImplementedError when a rank met a stub there (as an in-process probe would raise it); RankFailed when a rank
     raised, or when an earlier check of the job failed so that this one never ran."""
+    if not isinstance(getattr(module, "__file__", None), str):  # a notebook's namespace, say
+        raise RankFailed(f"stage 13's MPI tests start new processes that import {module.__name__} from its file, and "
+                         f"this one has none: run them on exercises/parallel.py (`python -m grader check 13`)")
     package_dir = os.path.dirname(os.path.abspath(module.__file__))
     stage_module = module.__name__.rsplit(".", 1)[-1]
     key = hashlib.sha1(json.dumps([package_dir, stage_module, job, ranks]).encode()).hexdigest()
