@@ -3,7 +3,9 @@ loss, gradients by central differences, tied embeddings, causality, counting par
 
 Every test runs a probe on your module and, where values can be compared, on the reference, and also checks something
 that does not trust the reference: the same forward written out from your model's own submodules, a hand count,
-central differences of YOUR forward pass (float64, GRADCHECK), or an invariant such as causality.
+central differences of the reference's forward with the same weights (float64, GRADCHECK), or an invariant such as
+causality. A call that must raise is judged by the exact builtin exception and what its message names, and next to
+it a call that must work.
 Before values are compared, parameters are overwritten by name (sorted) with seeded float64 values, so the order in
 which your constructor draws its initial weights does not matter; the parameter NAMES do (exercises/gpt.py).
 """
@@ -17,93 +19,15 @@ import tempfile
 import numpy as np
 import pytest
 
-from grader.harness import randomise_parameters, EXACT, GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, raised, seeded
-from tests.stage06.test_attention_module import GrowingCache
-
-COMPOSED = Tol(1e-9, 1e-11, "float64; the model and the composition of its own submodules round differently")
-SAME_MODEL = Tol(1e-8, 1e-10, "float64; your model and the reference's with the same weights, summed in another order")
-FLOAT32 = Tol(2e-4, 2e-5, "float32 models with the same weights; reductions in another order differ in the last digits")
-TINY = {"vocab_size": 7, "context": 6, "layers": 2, "heads": 2, "width": 8}
-
-
-# ---------------------------------------------------------------- helpers shared with the hidden suite
-
-
-def build(m, fields: dict, seed: int, dtype=np.float64):
-    """GPT(GPTConfig(**fields)) with randomised weights of `dtype` (None: keep the constructor's float32 weights)."""
-    model = m.GPT(m.GPTConfig(**fields), rng=seeded(seed))
-    if dtype is not None:
-        randomise_parameters(model, seed + 1, dtype)
-    return model
-
-
-def gradients(model, ids: np.ndarray, targets: np.ndarray, names: list, rows: int) -> dict:
-    """Backward of the loss, and central differences of the loss for the first `rows` rows of each named parameter."""
-    model.zero_grad()
-    model(ids, targets)[1].backward()
-    parameters = dict(model.named_parameters())
-    analytic = {name: parameters[name].grad[:rows].copy() for name in names}
-
-    def loss() -> float:
-        return model(ids, targets)[1].item()
-
-    numeric = {name: central_difference(loss, parameters[name].data[:rows]) for name in names}  # rows: a view
-    return {"analytic": analytic, "numeric": numeric}
-
-
-GRADIENT_MISTAKES = (
-    Mistake("your backward disagrees with central differences of your own forward: a parameter used outside the "
-            "Tensor ops (through .data or a copy) gets no gradient from that use",
-            lambda got, want: any(not np.allclose(got["analytic"][name], got["numeric"][name], rtol=1e-5, atol=1e-7)
-                                  for name in got["numeric"])),)
-
-
-def judge_gradients(got: dict, what: str) -> None:
-    for name, numeric in got["numeric"].items():
-        assert_close(got["analytic"][name], numeric, GRADCHECK, f"{what}: d loss / d {name} (first rows) vs central "
-                     "differences of your forward", mistakes=(
-                         Mistake("no gradient reaches this parameter (is it used in forward, through Tensor ops?)",
-                                 lambda got, want: not np.any(got) and np.any(want)),))
-
-
-def numpy_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return float(-np.take_along_axis(log_probs, targets[..., None], axis=-1).mean())
-
-
-def parameter_count(fields: dict) -> int:
-    """The parameter count of a GPTConfig, by hand (the formula of docs/09-gpt.md, section 4)."""
-    config = {"context": 64, "layers": 4, "heads": 4, "kv_heads": None, "width": 128, "norm": "rms",
-              "feed_forward": "swiglu", "position": "rotary", "tie_embeddings": True, **fields}
-    V, C, L, H = config["vocab_size"], config["width"], config["layers"], config["heads"]
-    kv_heads = config["kv_heads"] or H
-    head_dim = C // H
-    norm = 2 * C if config["norm"] == "layer" else C  # weight (and bias)
-    attention = C * H * head_dim + 2 * C * kv_heads * head_dim + H * head_dim * C  # query, key, value, output
-    if config["feed_forward"] == "swiglu":
-        feed_forward = 3 * C * 8 * math.ceil(C / 3)
-    else:
-        feed_forward = 2 * C * 4 * C + 4 * C + C  # up and down, with biases
-    total = V * C + L * (2 * norm + attention + feed_forward) + norm
-    total += config["context"] * C if config["position"] == "learned" else 0
-    total += 0 if config["tie_embeddings"] else C * V
-    return total
+from grader.harness import EXACT, Mistake, Tol, assert_close, assert_true, raised, randomise_parameters, seeded
+from tests.stage06.helpers import GrowingCache
+from tests.stage09.helpers import (COMPOSED, FLOAT32, SAME_MODEL, TIED_MISTAKES, TINY, build, judge_causality,
+                                   judge_gradients, names_a_mismatch, numpy_cross_entropy, parameter_count,
+                                   probe_causality, probe_counts, probe_gradients, probe_initial_loss,
+                                   probe_load_other_weights, probe_structure, probe_tied_vs_untied)
 
 
 # ---------------------------------------------------------------- structure and initialisation
-
-
-def probe_structure(m, fields: dict, seed: int) -> dict:
-    model = m.GPT(m.GPTConfig(**fields), rng=seeded(seed))
-    return {"names": [name for name, _ in model.named_parameters()],
-            "shapes": {name: list(p.shape) for name, p in model.named_parameters()},
-            "dtypes": sorted({str(p.dtype) for p in model.parameters()}),
-            "head": model.head is None, "position_embedding": model.position_embedding is None,
-            "config": model.config.to_dict(), "blocks": len(model.blocks),
-            "rotary": [bool(block.attention.rotary) for block in model.blocks],
-            "rope_positions": [int(block.attention.rope_cos.shape[0]) for block in model.blocks
-                               if block.attention.rotary]}
 
 
 def block_names(i: int, names: list) -> list:
@@ -179,11 +103,6 @@ def test_weights_start_from_n_0_002_with_scaled_residual_projections(target):
     assert_true(abs(got["loss"] - math.log(300)) < 0.1,
                 f"initial loss on random targets should be within 0.1 of ln(300) = {math.log(300):.4f} (near-uniform "
                 f"predictions from small weights), got {got['loss']:.4f}; logits std {got['logits_std']:.4f}")
-
-
-def probe_initial_loss(m, fields: dict, seed: int, ids: np.ndarray, targets: np.ndarray) -> dict:
-    logits, loss = m.GPT(m.GPTConfig(**fields), rng=seeded(seed))(ids, targets)
-    return {"loss": loss.item(), "logits_std": float(logits.data.std()), "dtype": str(logits.dtype)}
 
 
 @pytest.mark.concept("init")
@@ -276,45 +195,15 @@ def test_loss_is_the_mean_cross_entropy_over_every_position(check):
 # ---------------------------------------------------------------- gradients
 
 
-def probe_gradients(m, fields: dict, seed: int, ids: np.ndarray, targets: np.ndarray, names: list, rows: int) -> dict:
-    return gradients(build(m, fields, seed), ids, targets, names, rows)
-
-
 @pytest.mark.concept("gradients")
-def test_gradients_of_a_tiny_tied_model_match_central_differences(check):
+def test_gradients_of_a_tiny_tied_model_match_central_differences(target, reference):
     rng = seeded(913)
     ids, targets = rng.integers(0, 7, (2, 4)), rng.integers(0, 7, (2, 4))
-    names = ["token_embedding.weight", "blocks.0.attention.query.weight", "blocks.1.feed_forward.down.weight",
-             "blocks.1.attention_norm.weight", "final_norm.weight"]
-    got = check(probe_gradients, fields=TINY, seed=914, ids=ids, targets=targets, names=names, rows=7,
-                tol=Tol(1e-7, 1e-9, "float64 gradients, and central differences with truncation error ~1e-10"),
-                what="gradients", mistakes=GRADIENT_MISTAKES)
-    judge_gradients(got, "tied rotary GPT (vocab 7, width 8, 2 layers), float64")
-
-
-def probe_tied_vs_untied(m, fields: dict, seed: int, ids: np.ndarray, targets: np.ndarray) -> dict:
-    """A tied model, and an untied twin with the same weights whose head is a copy of the embedding's transpose."""
-    tied = build(m, {**fields, "tie_embeddings": True}, seed)
-    untied = m.GPT(m.GPTConfig(**{**fields, "tie_embeddings": False}), rng=seeded(seed))
-    state = tied.state_dict()
-    untied_parameters = dict(untied.named_parameters())
-    for name, value in state.items():
-        untied_parameters[name].data = value.copy()
-    untied.head.weight.data = state["token_embedding.weight"].T.copy()  # (C, V)
-    results = {}
-    for label, model in (("tied", tied), ("untied", untied)):
-        model.zero_grad()
-        logits, loss = model(ids, targets)
-        loss.backward()
-        results[label] = {"logits": logits.data, "embedding_grad": model.token_embedding.weight.grad}
-    results["untied"]["head_grad"] = untied.head.weight.grad.T  # (V, C)
-    return results
-
-
-TIED_MISTAKES = (
-    Mistake("only the lookup's gradient reaches the tied embedding: the head multiplies a copy (e.g. "
-            "Tensor(weight.data.T)) instead of weight.transpose(1, 0)",
-            lambda got, want: np.allclose(got["tied"]["embedding_grad"], got["untied"]["embedding_grad"])),)
+    inputs = {"fields": TINY, "seed": 914, "ids": ids, "targets": targets, "rows": 7,
+              "names": ["token_embedding.weight", "blocks.0.attention.query.weight",
+                        "blocks.1.feed_forward.down.weight", "blocks.1.attention_norm.weight", "final_norm.weight"]}
+    judge_gradients(target.run(probe_gradients, **inputs), reference.run(probe_gradients, **inputs),
+                    "tied rotary GPT (vocab 7, width 8, 2 layers), float64")
 
 
 @pytest.mark.concept("tied")
@@ -337,27 +226,6 @@ def test_tied_embedding_gets_the_lookup_gradient_plus_the_head_gradient(check):
 
 
 # ---------------------------------------------------------------- causality and the context
-
-
-def probe_causality(m, fields: dict, seed: int, ids: np.ndarray, replacements: np.ndarray) -> dict:
-    """Logits of ids, and of ids with every token after position t replaced, for each t."""
-    model = build(m, fields, seed)
-    changed = []
-    for t in range(ids.shape[1]):
-        edited = ids.copy()
-        edited[:, t + 1:] = replacements[:, t + 1:]
-        changed.append(model(edited)[0].data)
-    return {"logits": model(ids)[0].data, "changed": changed}
-
-
-def judge_causality(got: dict, ids: np.ndarray, replacements: np.ndarray, what: str) -> None:
-    logits, T = got["logits"], ids.shape[1]
-    for t in range(T):
-        assert_close(got["changed"][t][:, :t + 1], logits[:, :t + 1], Tol(0.0, 1e-12, "float64; the earlier "
-                     "positions' logits must not depend on later tokens at all"),
-                     f"{what}: logits at positions 0..{t} after changing the tokens after position {t}")
-    assert_true(not np.allclose(got["changed"][0][:, -1], logits[:, -1]),
-                f"{what}: changing the tokens after position 0 should change the logits at the last position")
 
 
 @pytest.mark.concept("causal")
@@ -384,8 +252,8 @@ def test_more_tokens_than_the_context_raise_value_error(check):
         got = check(probe_context, fields={**TINY, "position": position}, seed=920, ids=ids, tol=EXACT,
                     what=f"{position} positions, context 6: forward of 6 tokens, then of 7")
         assert_close(got["fits"], [2, 6, 7], EXACT, f"{position}: logits shape for T = context = 6")
-        assert_true(got["too_long"].get("raised") == "ValueError",
-                    f"{position}: forward of 7 tokens with context 6 should raise ValueError, got {got['too_long']}")
+        assert_close(got["too_long"], {"raised": "ValueError"}, EXACT, f"{position}: forward of 7 tokens with "
+                     "context 6 (there are no positions for the 7th)")
 
 
 def probe_cached_forward(m, fields: dict, seed: int, ids: np.ndarray, chunks: list) -> dict:
@@ -419,9 +287,9 @@ def test_forward_through_a_cache_continues_where_the_cached_tokens_stop(check, p
     assert_close(got["lengths"], [3, 4, 6], EXACT, "cache.length after each call: forward advances the cache by T "
                  "once, after the last block")
     assert_close(got["layers"], [0, 1], EXACT, "the cache layers written: block i uses layer i")
-    assert_true(got["past_context"].get("raised") == "ValueError" and got["length_after"] == 6 and got["unchanged"],
-                f"one token more with 6 cached and context 6 should raise ValueError before the cache changes, got "
-                f"{got['past_context']}, length {got['length_after']}")
+    assert_close(got["past_context"], {"raised": "ValueError"}, EXACT, "one token more with 6 cached and context 6")
+    assert_true(got["length_after"] == 6 and got["unchanged"], f"the refused call changed the cache (length "
+                f"{got['length_after']}, keys unchanged: {got['unchanged']}): check the context before any block runs")
 
 
 # ---------------------------------------------------------------- it learns
@@ -467,13 +335,6 @@ def test_adam_overfits_one_batch_to_near_zero_loss(target):
 
 
 # ---------------------------------------------------------------- counting
-
-
-def probe_counts(m, fields: dict, seed: int) -> dict:
-    model = m.GPT(m.GPTConfig(**fields), rng=seeded(seed))
-    return {"num_parameters": model.num_parameters(), "flops_per_token": model.flops_per_token(),
-            "types": [type(model.num_parameters()).__name__, type(model.flops_per_token()).__name__],
-            "state_size": int(sum(v.size for v in model.state_dict().values()))}
 
 
 @pytest.mark.concept("count")
@@ -557,46 +418,24 @@ def test_save_then_load_gives_the_same_model(check):
 def probe_load_missing(m, folder_name: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, folder_name, "missing.npz")
-        return raised(m.GPT.load, path)
+        return raised(m.GPT.load, path, mentions=["missing.npz"])
 
 
 @pytest.mark.concept("load-errors")
 def test_loading_a_missing_file_raises_file_not_found(check):
     got = check(probe_load_missing, folder_name="checkpoints", tol=EXACT, what="GPT.load of a missing file")
-    assert_true(got.get("raised") == "FileNotFoundError" and "missing.npz" in got.get("message", ""),
-                f"GPT.load of a missing file should raise FileNotFoundError naming the path, got {got}")
-
-
-def probe_load_other_weights(m, fields: dict, other: dict, seed: int) -> dict:
-    """A checkpoint whose config says `fields` but whose weights come from a model built with `other`."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "mixed.npz")
-        m.GPT(m.GPTConfig(**other), rng=seeded(seed)).save(path)
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        arrays["config"] = np.array(json.dumps(m.GPTConfig(**fields).to_dict()))
-        with open(path, "wb") as file:
-            np.savez(file, **arrays)
-        shapes = {name: list(value.shape) for name, value in arrays.items() if name != "config"}
-        return {"result": raised(m.GPT.load, path), "shapes": shapes}
-
-
-def names_a_mismatch(message: str, stored: dict, wanted: dict) -> bool:
-    """True when the message names a key whose shape differs, with both shapes (as tuples or lists)."""
-    for name, shape in stored.items():
-        if name in wanted and wanted[name] != shape and name in message:
-            forms = [(str(tuple(shape)), str(tuple(wanted[name]))), (str(shape), str(wanted[name]))]
-            if any(a in message and b in message for a, b in forms):
-                return True
-    return False
+    assert_close(got, {"raised": "FileNotFoundError", "mentions": ["missing.npz"]}, EXACT,
+                 "GPT.load of folder/checkpoints/missing.npz (the message names the path)")
 
 
 @pytest.mark.concept("load-errors")
 def test_weights_of_another_config_raise_value_error_naming_the_key(check):
     fields, other = dict(TINY), {**TINY, "width": 12, "heads": 3}
-    got = check(probe_load_other_weights, fields=fields, other=other, seed=928, tol=EXACT,
+    got = check(probe_load_other_weights, fields=fields, other=other, seed=928, mentions=[], tol=EXACT,
                 what="GPT.load of a file whose weights do not fit its config")
-    message = got["result"].get("message", "")
+    assert_close(got["result"], {"raised": "ValueError"}, EXACT, "GPT.load of weights of width 12 under a config "
+                 "of width 8")
+    message = got["result"]["message"]
     wanted = check(probe_structure, fields=fields, seed=928, tol=EXACT, what="the config's shapes")["shapes"]
     assert_true(names_a_mismatch(message, got["shapes"], wanted),
                 f"the ValueError should name a key whose shape differs and both shapes (e.g. 'token_embedding.weight' "
@@ -615,7 +454,7 @@ def probe_load_edited(m, fields: dict, seed: int, drop: str, extra: str) -> dict
                               ("unexpected", {**arrays, extra: np.zeros(3, dtype=np.float32)})):
             with open(path, "wb") as file:
                 np.savez(file, **edited)
-            results[label] = raised(m.GPT.load, path)
+            results[label] = raised(m.GPT.load, path, mentions=[drop if label == "missing" else extra])
     return results
 
 
@@ -625,10 +464,8 @@ def test_a_missing_or_an_extra_weight_raises_value_error_naming_it(check):
     got = check(probe_load_edited, fields=dict(TINY), seed=931, drop=drop, extra=extra, tol=EXACT,
                 what="GPT.load of a checkpoint with a weight missing, then one too many")
     for label, key in (("missing", drop), ("unexpected", extra)):
-        result = got[label]
-        assert_true(result.get("raised") == "ValueError" and key in result.get("message", ""),
-                    f"a checkpoint with {label} key {key!r} should raise ValueError naming it (load_state_dict's check, "
-                    f"raised again as a ValueError), got {result}")
+        assert_close(got[label], {"raised": "ValueError", "mentions": [key]}, EXACT, f"GPT.load of a checkpoint "
+                     f"with {label} key {key!r} (load_state_dict's check, raised again as a ValueError)")
 
 
 # ---------------------------------------------------------------- every variant
@@ -671,16 +508,21 @@ def test_every_config_variant_runs_with_finite_loss_and_gradients(check):
                      EXACT, f"{variant}: num_parameters()")
 
 
-def probe_bad_options(m, options: list) -> list:
-    return [raised(m.GPT, m.GPTConfig(vocab_size=7, width=8, heads=2, layers=1, **option), rng=seeded(0))
-            for option in options]
+def probe_options(m, refused: dict, accepted: dict) -> dict:
+    """GPT with an unknown option (what it raised), and with a known one in its place (the model's parameter names)."""
+    (name, value), = refused.items()
+    unknown = m.GPTConfig(vocab_size=7, width=8, heads=2, layers=1, **refused)
+    known = m.GPT(m.GPTConfig(vocab_size=7, width=8, heads=2, layers=1, **accepted), rng=seeded(0))
+    return {"refused": raised(m.GPT, unknown, rng=seeded(0), mentions=[[name, value]]),
+            "accepted": [parameter for parameter, _ in known.named_parameters()]}
 
 
 @pytest.mark.concept("variants")
 def test_unknown_options_raise_value_error_naming_them(check):
-    options = [{"position": "alibi"}, {"norm": "batch"}, {"feed_forward": "relu"}]
-    got = check(probe_bad_options, options=options, tol=EXACT, what="GPT with an unknown option")
-    for option, result in zip(options, got):
-        value = next(iter(option.values()))
-        assert_true(value in result.get("message", ""), f"GPT(GPTConfig(..., {option})) should raise ValueError "
-                    f"naming {value!r}, got {result}")
+    for refused, accepted in (({"position": "alibi"}, {"position": "learned"}), ({"norm": "batch"}, {"norm": "layer"}),
+                              ({"feed_forward": "relu"}, {"feed_forward": "gelu"})):
+        got = check(probe_options, refused=refused, accepted=accepted, tol=EXACT,
+                    what=f"GPT with {refused} (refused) and with {accepted} (built)")
+        (name, value), = refused.items()
+        assert_close(got["refused"], {"raised": "ValueError", "mentions": [[name, value]]}, EXACT,
+                     f"GPT(GPTConfig(..., {name}={value!r})): an option that is not one of the choices")
