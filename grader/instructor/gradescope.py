@@ -168,12 +168,12 @@ def run(root: Path) -> dict:
         if len(zips) == 1 and not any(submission.rglob("*.py")):
             submission = zips[0]  # a zip uploaded as it is
         options = grade.Options(out=root / "results", hidden=True, stages=tuple(config["stages"]))
-        # Full isolation needs mount namespaces, which some containers refuse even to root. Without them the
-        # worker still runs as `nobody`, so the reference, the tests and the results must be closed to others.
+        # Full isolation needs namespaces, which most containers refuse even to root. Without them the worker
+        # still runs as a uid of its own, so the reference, the tests and the results must be closed to others.
         if ROOT.resolve() == (root / "source").resolve():  # only ever inside the autograder's own layout
             for private in (ROOT / "solutions", ROOT / "tests", root / "results"):
                 _close_to_others(private)
-        level = sandbox.isolation_level()
+        level = sandbox.remember_isolation()  # found once, not again in each stage's suite run
         print(f"sandbox isolation: {level} ({sandbox.LEVELS[level]})")
         graded = grade.grade_one(submission, options)
         raw = graded.pop("raw", {})  # what the submission printed and raised: to the instructors' log, never results
