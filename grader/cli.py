@@ -1,7 +1,8 @@
 """`python -m grader [COMMAND]`: one entry for every command; each command lives in the module of the people who use it.
 
     learner      grader/learner/     progress (no command), check, watch, hint, reset, reveal, submit
-    instructor   grader/instructor/  grade, release, gradescope, expected, docs, site, figures; grader/notebooks/:
+    instructor   grader/instructor/  grade, release, gradescope, expected, docs, site, figures,
+                                     mutants; grader/notebooks/:
                                      notebooks, nbgrader-course
 Each of those modules has `register(commands)`, which adds its sub-commands; nothing here imports the sandbox.
 """
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(func=progress.cmd_progress)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     from . import notebooks
-    from .instructor import build, docs, grade, gradescope, release, site
-    for module in (*LEARNER, grade, build, release, docs, gradescope, notebooks, site):
+    from .instructor import build, docs, grade, gradescope, mutants, release, site
+    for module in (*LEARNER, grade, build, release, docs, gradescope, mutants, notebooks, site):
         module.register(commands)
     return parser
 
