@@ -1,7 +1,7 @@
 """Linux isolation for the sandbox's workers: a world of its own for each submission.
 
 Imported only by grader.sandbox when it starts a worker on a POSIX system: it needs `pwd` and `resource`, which
-Windows lacks, and nothing on a learner's path imports it.
+Windows lacks, and nothing on a learner's path imports it. Only `partial` (resource limits) works beyond Linux.
 
 What each level (grader.sandbox.LEVELS) does between fork and exec, in the child that becomes the worker:
 
@@ -392,7 +392,8 @@ def prepare(level: str, limits, uid: int, world: World | None, workdir: str, gra
     """The function the child runs between fork and exec (subprocess's preexec_fn) for `level`."""
 
     def partial() -> None:
-        _die_with_parent(signal.SIGKILL, grader)
+        if sys.platform.startswith("linux"):  # macOS has no PR_SET_PDEATHSIG: there the worker's session is killed
+            _die_with_parent(signal.SIGKILL, grader)
         apply_limits(limits)
 
     def supervised() -> None:
