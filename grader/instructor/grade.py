@@ -449,12 +449,15 @@ def feedback(result: dict) -> str:
         if entry.get("problem") and entry["problem"] != result.get("problem"):
             lines.append(f"\n**{entry['problem']}**")
         for test in entry.get("tests", []):
-            if test["outcome"] != "passed":
-                label = " (hidden)" if test["hidden"] else ""
-                lines += ["", f"- `{test['name']}`{label}: {test['outcome']}", "", "  ```",
+            if test["outcome"] == "passed":
+                continue
+            if test["hidden"]:  # its message would show the hidden case's inputs: the verdict and the hint only
+                lines += ["", f"- `{test['name']}` (hidden): {test['outcome']}"]
+            else:
+                lines += ["", f"- `{test['name']}`: {test['outcome']}", "", "  ```",
                           *("  " + line for line in student_text(test["message"])), "  ```"]
-                if test.get("hint"):
-                    lines.append(f"  Hint: {test['hint']}")
+            if test.get("hint"):
+                lines.append(f"  Hint: {test['hint']}")
         lines.append("")
     return "\n".join(lines)
 

@@ -524,3 +524,16 @@ def test_the_isolated_pass_leaks_none_of_the_reference_beside_the_submission(tmp
     prerequisite = manifest.stage(stage.requires[-1]).module
     assert _encoded(raw) and f"'{prerequisite}.py'" in raw.split("SOLVED BESIDE ME:")[-1].split("]")[0], \
         "the attack never met the reference beside it: the test proves nothing"
+
+
+def test_feedback_shows_a_hidden_tests_verdict_and_hint_but_not_its_message():
+    entry = {"stage": STAGE.id, "title": STAGE.title, "max_visible": 10.0, "max_hidden": 10.0, "visible_points": 0.0,
+             "hidden_points": 0.0, "passed": 0, "total": 2, "problem": None,
+             "tests": [{"name": "test_seen", "hidden": False, "outcome": "failed", "message": "expected 3, got 4",
+                        "hint": "count again"},
+                       {"name": "test_unseen", "hidden": True, "outcome": "failed",
+                        "message": "encode('a secret input') expected 7, got 8", "hint": "count twice"}]}
+    page = grade.feedback({"submission": "alice", "problem": None, "stages": [entry]})
+    assert "expected 3, got 4" in page and "Hint: count again" in page
+    assert "`test_unseen` (hidden): failed" in page and "Hint: count twice" in page
+    assert "a secret input" not in page
