@@ -380,7 +380,12 @@ class Sandbox:
             raise _with_raw(SubmissionCrashed(f"{probe} did not finish within {self.limits.timeout:g} s{where} and "
                                               f"was stopped (an infinite loop, or far too slow?)"),
                             self._output_since(printed)) from None
-        except (EOFError, BrokenPipeError, wire.WireError) as error:
+        except wire.WireError as error:
+            self._stop()
+            raise _with_raw(SubmissionCrashed(f"{probe}: the worker's answer was not well-formed plain data ({error}); "
+                                              f"the submission wrote to its channel?"),
+                            self._output_since(printed)) from None
+        except (EOFError, BrokenPipeError) as error:
             code = self._stop()
             raise _with_raw(SubmissionCrashed(f"the submission's process ended during {probe} ({self._ended(code)})"),
                             "\n".join(filter(None, [str(error), self._output_since(printed)]))) from None

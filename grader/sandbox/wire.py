@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-MAX_FRAME = 512 * 2**20  # a larger answer is refused, not read
+MAX_FRAME = 64 * 2**20  # a larger answer is refused, not read (the largest probe output is about 2 MB)
 _HEADER = struct.Struct(">Q")
 
 
@@ -58,7 +58,10 @@ def dumps(message: Any) -> bytes:
 
 
 def send(stream: BinaryIO, message: Any) -> None:
-    stream.write(dumps(message))
+    frame = dumps(message)
+    if len(frame) - _HEADER.size > MAX_FRAME:
+        raise WireError(f"a frame of {len(frame) - _HEADER.size} bytes is larger than the limit of {MAX_FRAME}")
+    stream.write(frame)
     stream.flush()
 
 
