@@ -292,9 +292,14 @@ def run(stages: list[Stage], first: bool = False, jobs: int = 2, names: tuple[st
         return [outcome for f in futures for outcome in f.result()]
 
 
-def _first_line(message: str, limit: int = 200) -> str:
-    line = next((text.strip() for text in (message or "").splitlines() if text.strip()), "")
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+def _first_line(message: str, limit: int = 300) -> str:
+    """A failure in one line: the message's first line, and the judge's "likely mistake" when it named one."""
+    lines = [text.strip() for text in (message or "").splitlines() if text.strip()]
+    line = lines[0] if lines else ""
+    if len(line) > limit:
+        line = line[:limit - 3] + "..."
+    likely = next((text for text in lines[1:] if text.startswith("likely mistake:")), None)
+    return f"{line} ({likely})" if likely else line
 
 
 # ---------------------------------------------------------------- the pytest side: rounds in one session
@@ -415,6 +420,9 @@ def cmd_mutants(args: argparse.Namespace) -> int:
             if o.status == "killed":
                 tests = ", ".join(f["test"].split("::")[-1] for f in o.failed)
                 print(f"  killed    {o.name:<28} by {tests}")
+                if args.verbose:
+                    for failure in o.failed:
+                        print(f"              {failure['test'].split('::')[-1]}: {failure['message']}")
             elif o.status == "SURVIVED":
                 print(f"  SURVIVED  {o.name:<28} {o.function}: {o.mistake} (passed all {o.ran} visible tests)")
             else:
@@ -440,4 +448,5 @@ def register(commands) -> None:
                         help="one pytest process per mutant through the grader's runner (slower; a cross-check)")
     parser.add_argument("--jobs", type=int, default=2, help="stages (or, with --isolated, mutants) run at once")
     parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each killing test's message")
     parser.set_defaults(func=cmd_mutants)

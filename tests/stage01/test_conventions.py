@@ -57,12 +57,14 @@ def test_split_rounds_with_pythons_round(check):
     # even neighbour; int(x + 0.5) gives 3); 0.75 -> round(7.5) = 8.
     fractions = [0.27, 0.25, 0.75]
     by_hand = {"val_fraction=0.27": [7, 3], "val_fraction=0.25": [8, 2], "val_fraction=0.75": [2, 8]}
-    got = check(probe_split_sizes, n=10, fractions=fractions, tol=EXACT, what="(len(train), len(val)) of 10 tokens")
+    mistakes = (Mistake("n_val = int(val_fraction * N) truncates: the docstring says round()",
+                        lambda got, want: got["val_fraction=0.27"] == [8, 2]),
+                Mistake("halves rounded up (int(x + 0.5) or math.floor(x + 0.5)): Python's round(2.5) is 2, the even "
+                        "neighbour", lambda got, want: got["val_fraction=0.25"] == [7, 3]))
+    got = check(probe_split_sizes, n=10, fractions=fractions, tol=EXACT, what="(len(train), len(val)) of 10 tokens",
+                mistakes=mistakes)
     assert_close(got, by_hand, EXACT, "(len(train), len(val)) for 10 tokens, n_val = round(val_fraction * 10)",
-                 mistakes=(Mistake("n_val = int(val_fraction * N) truncates: the docstring says round()",
-                                   lambda got, want: got["val_fraction=0.27"] == [8, 2]),
-                           Mistake("halves rounded up (int(x + 0.5) or math.floor(x + 0.5)): Python's round(2.5) is "
-                                   "2, the even neighbour", lambda got, want: got["val_fraction=0.25"] == [7, 3])))
+                 mistakes=mistakes)
 
 
 # ---------------------------------------------------------------- fitting
@@ -113,7 +115,9 @@ def test_weights_sum_to_one_within_1e_9(check):
     # 0.7 + 0.2 + 0.1 is 0.9999999999999999 in floating point: within 1e-9 of 1, so accepted (== 1 would reject it);
     # 0.2 + 0.3 + 0.5000001 is 1e-7 away: rejected, and the message says what they sum to.
     accepted, rejected = [0.7, 0.2, 0.1], [0.2, 0.3, 0.5000001]
-    got = check(probe_weights, cases=[accepted, rejected], tol=EXACT, what="NGramModel(3, 5, lambdas=...)")
+    got = check(probe_weights, cases=[accepted, rejected], tol=EXACT, what="NGramModel(3, 5, lambdas=...)", mistakes=(
+        Mistake("the sum was compared with == 1: compare abs(sum - 1) with 1e-9, as the docstring says",
+                lambda got, want: got[str(accepted)].get("raised") == "ValueError"),))
     record = got[str(accepted)]
     assert_true("returned" in record, f"NGramModel(3, 5, lambdas={accepted}): expected the weights to be accepted "
                 f"(their sum is 1 within 1e-9: compare with a tolerance, not ==), but it raised {record.get('raised')}: "
