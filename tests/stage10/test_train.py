@@ -12,10 +12,6 @@ the whole corpus, and are judged on their own properties (a run's losses depend 
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
-import importlib
-import json
 import math
 import os
 import tempfile
@@ -24,95 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.harness import (EXACT, F64, Mistake, Tol, assert_close, assert_true, raised, randomise_parameters,
-                            seeded)
+from grader.harness import EXACT, F64, Mistake, Tol, assert_close, assert_true, raised, seeded, sibling
+from tests.stage10.helpers import (ACCUMULATED, QUICK, SAME_WEIGHTS, accumulation_mistakes, build, config, grads,
+                                   micro_batches, probe_accumulation, probe_loop_schedule, probe_prepare, probe_resume,
+                                   probe_split, probe_validate, read_log, run, schedule_by_hand, validation_expected,
+                                   verse, weights)
 
-ACCUMULATED = Tol(1e-10, 1e-12, "float64; k micro-batch gradients added up against one batch: only the order of the "
-                                "sums differs")
-SAME_WEIGHTS = Tol(1e-8, 1e-11, "float64 models with the same weights; yours and the reference may sum in another "
-                                "order")
 COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_second", "elapsed"]
-
-# ---------------------------------------------------------------- shared with the hidden suite
-
-SPEAKERS = ("ROMEO", "JULIET", "NURSE", "MERCUTIO")
-LINES = ("But soft, what light through yonder window breaks?", "It is the east, and Juliet is the sun.",
-         "O Romeo, Romeo, wherefore art thou Romeo?", "A plague o' both your houses!",
-         "Good night, good night! parting is such sweet sorrow.", "What's in a name? that which we call a rose",
-         "By any other name would smell as sweet.", "Thus with a kiss I die.")
-# A quick run of the whole loop: one small block, a dozen steps, validation and checkpoints every 4 steps.
-QUICK = {"context": 16, "layers": 1, "heads": 2, "width": 16, "batch_size": 4, "steps": 12, "warmup_steps": 2,
-         "eval_every": 4, "eval_batches": 2, "checkpoint_every": 4, "log_every": 4}
 SMALL_GPT = {"vocab_size": 11, "context": 8, "layers": 2, "heads": 2, "width": 8}
 
 
-def verse(seed: int, speeches: int) -> str:
-    """Made-up "NAME:\\nverse" text: `speeches` speeches of one to three lines drawn from LINES (about 80 characters
-    per speech), so that a model can learn something in a few steps."""
-    rng = seeded(seed)
-    parts = []
-    for _ in range(speeches):
-        lines = [LINES[i] for i in rng.integers(0, len(LINES), size=int(rng.integers(1, 4)))]
-        parts.append(SPEAKERS[int(rng.integers(len(SPEAKERS)))] + ":\n" + "\n".join(lines))
-    return "\n\n".join(parts) + "\n"
-
-
-def sibling(m, name: str):
-    """Another stage module of the same target (its gpt, nn, optim)."""
-    return importlib.import_module(f"{m.__package__}.{name}")
-
-
-def config(m, overrides: dict):
-    """The target's tiny preset with some fields replaced (betas may come as a list)."""
-    return dataclasses.replace(m.PRESETS["tiny"], **{k: tuple(v) if k == "betas" else v for k, v in overrides.items()})
-
-
-def build(m, fields: dict, seed: int):
-    """A GPT of the target's gpt module whose weights are seeded float64 values chosen by sorted parameter name."""
-    gpt = sibling(m, "gpt")
-    model = gpt.GPT(gpt.GPTConfig(**fields), rng=seeded(seed))
-    randomise_parameters(model, seed + 1)
-    return model
-
-
-def grads(model) -> dict:
-    return {name: p.grad.copy() for name, p in model.named_parameters()}
-
-
-def weights(model) -> dict:
-    return {name: p.data.copy() for name, p in model.named_parameters()}
-
-
-def micro_batches(x: list, y: list, k: int) -> list:
-    """Rows of x and y cut into k equal micro-batches."""
-    return list(zip(np.split(np.array(x), k), np.split(np.array(y), k)))
-
-
-def run(m, directory: str, text: str, overrides: dict, **kwargs) -> dict:
-    return m.train(config(m, overrides), directory, text=text, verbose=False, **kwargs)
-
-
-def read_log(directory: str) -> dict:
-    with open(Path(directory) / "log.csv", newline="") as file:
-        rows = list(csv.reader(file))
-    lines = (Path(directory) / "log.jsonl").read_text().splitlines()
-    return {"header": rows[0], "rows": rows[1:], "jsonl": [json.loads(line) for line in lines]}
-
-
-def schedule_by_hand(step: int, max_lr: float, min_lr: float, warmup: int, total: int) -> float:
-    """docs/05-optim.md, section 7, written out again."""
-    if step < warmup:
-        return max_lr * (step + 1) / warmup
-    if step >= total:
-        return min_lr
-    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
-
-
 # ---------------------------------------------------------------- the split and the token files
-
-
-def probe_split(m, text: str, val_fraction: float) -> dict:
-    return raised(m.split_text, text, val_fraction)
 
 
 @pytest.mark.concept("split")
@@ -132,16 +50,6 @@ def test_the_split_is_two_contiguous_pieces(check, val_fraction):
     for bad in (0.0, 1.0):
         assert_close(check(probe_split, text=text, val_fraction=bad, tol=EXACT), {"raised": "ValueError"}, EXACT,
                      f"split_text(text, {bad})")
-
-
-def probe_prepare(m, text: str, val_fraction: float) -> dict:
-    with tempfile.TemporaryDirectory() as directory:
-        info = m.prepare_tokens(text, directory, val_fraction=val_fraction)
-        vocabulary = json.loads((Path(directory) / "tokenizer.json").read_text(encoding="utf-8"))
-        train = np.array(m.read_tokens(Path(directory) / "train.bin"))
-        val = np.array(m.read_tokens(Path(directory) / "val.bin"))
-        return {"info": info, "vocabulary": vocabulary, "train": train, "val": val,
-                "files": sorted(os.listdir(directory))}
 
 
 @pytest.mark.concept("tokens")
@@ -190,17 +98,21 @@ def test_token_files_round_trip_through_a_read_only_memmap(check):
                  "nn.get_batch on the memmap against the same ids in memory")
 
 
-def probe_write_rejects(m, ids: list) -> dict:
+def probe_write_rejects(m, refused: list, accepted: list, bad: int) -> dict:
+    """write_tokens of ids with one that does not fit uint16 (what it raised), then of ids at the edge that do."""
     with tempfile.TemporaryDirectory() as directory:
-        return raised(m.write_tokens, Path(directory) / "tokens.bin", ids)
+        outcome = raised(m.write_tokens, Path(directory) / "refused.bin", refused, mentions=[str(bad)])
+        return {"refused": outcome, "accepted": np.array(m.write_tokens(Path(directory) / "accepted.bin", accepted))}
 
 
 @pytest.mark.concept("memmap")
-@pytest.mark.parametrize("bad", [65536, -1])
-def test_write_tokens_refuses_ids_that_do_not_fit_uint16(check, bad):
-    got = check(probe_write_rejects, ids=[1, 2, bad, 3], tol=EXACT)
-    assert_true("raised" in got and str(bad) in got["message"],
-                f"write_tokens must raise ValueError naming the id {bad} (uint16 would wrap it silently); got {got}")
+@pytest.mark.parametrize("bad, edge", [(65536, 65535), (-1, 0)], ids=["65536", "-1"])
+def test_write_tokens_refuses_ids_that_do_not_fit_uint16(check, bad, edge):
+    got = check(probe_write_rejects, refused=[1, 2, bad, 3], accepted=[1, 2, edge, 3], bad=bad, tol=EXACT)
+    assert_close(got, {"refused": {"raised": "ValueError", "mentions": [str(bad)]},
+                       "accepted": np.array([1, 2, edge, 3])},
+                 EXACT, f"write_tokens of [1, 2, {bad}, 3] (uint16 would wrap {bad} silently: refuse it, naming it), "
+                 f"then of [1, 2, {edge}, 3] (the edge of uint16: written and read back)")
 
 
 # ---------------------------------------------------------------- the learning rate, one step, validation
@@ -219,28 +131,6 @@ def test_learning_rate_is_the_cosine_schedule_of_the_config(check):
                  "learning_rate at steps " + str(steps),
                  mistakes=(Mistake("the warmup starts at 0: step 0 gets max_lr / warmup_steps",
                                    lambda g, w: g[0] == 0),))
-
-
-def accumulation_mistakes(k: int) -> tuple:
-    """What a wrong accumulation looks like when its micro-batch gradients are judged against one big batch."""
-    def ratio(g: dict, w: dict) -> float:
-        return float(np.sum(g["grads"]["final_norm.weight"] * w["grads"]["final_norm.weight"])
-                     / np.sum(w["grads"]["final_norm.weight"] ** 2))
-    return (Mistake(f"the gradients are {k} times too large: divide each micro-batch loss by k before backward",
-                    lambda g, w: abs(ratio(g, w) - k) < 0.2),
-            Mistake("only the last micro-batch counts: zero the gradients once per step, before the micro-batches, "
-                    "not before each", lambda g, w: abs(ratio(g, w) - 1.0 / k) < 0.2 or abs(ratio(g, w) - 1) > 0.2))
-
-
-def probe_accumulation(m, fields: dict, seed: int, x: list, y: list, k: int) -> dict:
-    optim = sibling(m, "optim")
-    out = {}
-    for name, parts in (("micro", k), ("whole", 1)):
-        model = build(m, fields, seed)
-        optimizer = optim.AdamW(model.parameters(), lr=0.0)
-        result = m.train_step(model, optimizer, micro_batches(x, y, parts), lr=0.0, clip=1e12)
-        out[name] = {"loss": result["loss"], "grads": grads(model)}
-    return out
 
 
 @pytest.mark.concept("accumulation")
@@ -380,15 +270,16 @@ def probe_checkpoint_other_config(m, fields: dict, seed: int, overrides: dict, c
         path, _, _, rngs = saved_run(m, fields, seed, overrides, directory)
         fresh = build(m, fields, seed)
         fresh_optimizer = optim.AdamW(fresh.parameters(), lr=0.5, betas=(0.9, 0.99), weight_decay=0.1)
-        return raised(m.load_checkpoint, path, fresh, fresh_optimizer, rngs, config(m, {**overrides, **changed}))
+        other_run = config(m, {**overrides, **changed})
+        return raised(m.load_checkpoint, path, fresh, fresh_optimizer, rngs, other_run, mentions=sorted(changed))
 
 
 @pytest.mark.concept("checkpoint")
 def test_load_checkpoint_refuses_the_checkpoint_of_another_run(check):
     got = check(probe_checkpoint_other_config, fields=SMALL_GPT, seed=31, overrides={"steps": 40},
                 changed={"max_lr": 5e-3}, tol=EXACT)
-    assert_true("raised" in got and "max_lr" in got["message"],
-                f"load_checkpoint must raise ValueError naming the field that differs (max_lr); got {got}")
+    assert_close(got, {"raised": "ValueError", "mentions": ["max_lr"]}, EXACT, "load_checkpoint of a checkpoint "
+                 "whose run had another max_lr (the message names the field that differs)")
 
 
 def probe_atomic(m, fields: dict, seed: int, overrides: dict) -> dict:
@@ -412,26 +303,23 @@ def test_a_failed_save_leaves_no_tmp_file_behind(check):
 # ---------------------------------------------------------------- configuration
 
 
-def probe_validate(m, overrides: dict) -> dict:
-    def validated() -> str:
-        config(m, overrides).validate()
-        return "valid"
-    return raised(validated)
-
-
 @pytest.mark.concept("config")
-@pytest.mark.parametrize("overrides, field", [
-    ({"steps": 0}, "steps"), ({"width": 30, "heads": 4}, "heads"), ({"tokenizer": "words"}, "tokenizer"),
-    ({"warmup_steps": 50, "steps": 10}, "warmup_steps"), ({"min_lr": 1e-2, "max_lr": 1e-3}, "min_lr"),
-    ({"accumulation": 0}, "accumulation"), ({"clip": 0.0}, "clip"), ({}, None)],
-    ids=["steps", "heads", "tokenizer", "warmup", "min-lr", "accumulation", "clip", "valid"])
-def test_config_validation_names_the_field(check, overrides, field):
-    got = check(probe_validate, overrides=overrides, tol=EXACT)
-    if field is None:
-        assert_close(got, {"returned": "valid"}, EXACT, "validate() on the tiny preset")
-    else:
-        assert_true(got.get("raised") == "ValueError" and field in got["message"],
-                    f"validate() with {overrides} must raise ValueError naming {field!r}; got {got}")
+@pytest.mark.parametrize("refused, accepted, field", [
+    ({"steps": 0}, {"steps": 1, "warmup_steps": 1}, "steps"),
+    ({"width": 30, "heads": 4}, {"width": 28, "heads": 4}, "heads"),
+    ({"tokenizer": "words"}, {"tokenizer": "bpe"}, "tokenizer"),
+    ({"warmup_steps": 50, "steps": 10}, {"warmup_steps": 10, "steps": 10}, "warmup_steps"),
+    ({"min_lr": 1e-2, "max_lr": 1e-3}, {"min_lr": 1e-3, "max_lr": 1e-3}, "min_lr"),
+    ({"accumulation": 0}, {"accumulation": 1}, "accumulation"),
+    ({"clip": 0.0}, {"clip": 1e-6}, "clip"),
+    ({"batch_size": 0}, {}, "batch_size")],
+    ids=["steps", "heads", "tokenizer", "warmup", "min-lr", "accumulation", "clip", "preset"])
+def test_config_validation_names_the_field(check, refused, accepted, field):
+    # each refused config beside one at the edge of what is allowed (or the preset itself): validate() must tell them
+    # apart, not raise for everything
+    got = check(probe_validate, refused=refused, accepted=accepted, field=field, tol=EXACT)
+    assert_close(got, validation_expected(field), EXACT, f"validate() with {refused} (refused, naming {field!r}), "
+                 f"then with {accepted or 'the tiny preset as it is'} (accepted: it returns the config itself)")
 
 
 # ---------------------------------------------------------------- the loop
@@ -454,13 +342,6 @@ def test_the_loss_falls_on_the_tiny_preset(target):
                                     f"{first:.3f} -> {last:.3f}")
     assert_true(np.mean(got["losses"][-5:]) < np.mean(got["losses"][:5]) - 0.4,
                 f"the training loss should fall: first five {got['losses'][:5]}, last five {got['losses'][-5:]}")
-
-
-def probe_loop_schedule(m, text: str, overrides: dict) -> dict:
-    with tempfile.TemporaryDirectory() as directory:
-        summary = run(m, directory, text, overrides)
-        log = read_log(directory)
-    return {"lrs": summary["lrs"], "logged": [float(row[3]) for row in log["rows"] if row[3] != ""]}
 
 
 @pytest.mark.concept("schedule")
@@ -502,19 +383,6 @@ def test_the_run_writes_its_log_files_and_checkpoints(target):
     assert_true(got["model_loads"] > 0, "model.npz must load with GPT.load (stage 11 samples from it)")
 
 
-def probe_resume(m, text: str, overrides: dict, stop: int) -> dict:
-    with tempfile.TemporaryDirectory() as whole, tempfile.TemporaryDirectory() as halves:
-        full = run(m, whole, text, overrides)
-        first = run(m, halves, text, overrides, stop_after=stop)
-        second = run(m, halves, text, overrides, resume=True)
-        with np.load(Path(whole) / "model.npz") as a, np.load(Path(halves) / "model.npz") as b:
-            same = sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
-        return {"full": full["losses"], "first": first["losses"], "second": second["losses"],
-                "full_val": full["val_losses"], "resumed_val": first["val_losses"] + second["val_losses"],
-                "stops": [first["step"], second["start_step"], second["step"]], "same_weights": same,
-                "log_steps": [int(row[0]) for row in read_log(halves)["rows"]]}
-
-
 @pytest.mark.concept("resume")
 def test_a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit(target):
     got = target.run(probe_resume, text=verse(43, 40), overrides=QUICK, stop=6)
@@ -529,14 +397,19 @@ def test_a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit(target):
 
 
 def probe_refusals(m, text: str, overrides: dict) -> dict:
+    """train() into a fresh directory (its final step), again into the same one, and resume=True into an empty one."""
+    same = config(m, overrides)
     with tempfile.TemporaryDirectory() as directory, tempfile.TemporaryDirectory() as empty:
-        run(m, directory, text, overrides)
-        return {"again": raised(run, m, directory, text, overrides),
-                "resume_nothing": raised(run, m, empty, text, overrides, resume=True)}
+        first = m.train(same, directory, text=text, verbose=False)
+        return {"first": first["step"],
+                "again": raised(m.train, same, directory, text=text, verbose=False),
+                "resume_nothing": raised(m.train, same, empty, resume=True, text=text, verbose=False)}
 
 
 @pytest.mark.concept("loop")
 def test_train_never_overwrites_a_run_and_resumes_only_a_checkpoint(check):
     got = check(probe_refusals, text=verse(44, 30), overrides={**QUICK, "steps": 2}, tol=EXACT)
-    assert_close(got, {"again": {"raised": "FileExistsError"}, "resume_nothing": {"raised": "FileNotFoundError"}},
-                 EXACT, "train() twice into one directory, and resume=True into an empty one")
+    assert_close(got, {"first": 2, "again": {"raised": "FileExistsError"},
+                       "resume_nothing": {"raised": "FileNotFoundError"}},
+                 EXACT, "the step a 2-step run stops at, train() again into its directory, and resume=True into an "
+                 "empty one")

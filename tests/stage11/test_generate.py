@@ -5,70 +5,24 @@ Every test runs a probe on your module and on the reference and compares the two
 not trust the reference: a filtered set worked out by hand, the inverse-CDF rule replayed from the same seed, sample
 frequencies against the filtered distribution (a stated statistical tolerance), or YOUR cached logits against YOUR
 model's own full forward pass. Models are made with your GPT (stage 09) and then given seeded weights by sorted
-parameter name, so target and reference hold the same model whatever order their constructors drew in.
+parameter name, so target and reference hold the same model whatever order their constructors drew in. A call that
+must raise is judged by the exact builtin exception (and what its message names), beside one that must work.
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
-import json
 import math
-import os
-import tempfile
 
 import numpy as np
 import pytest
 
-from grader.harness import randomise_parameters, EXACT, Mistake, Tol, assert_close, assert_true, raised, seeded
-
-FILTERED = Tol(1e-12, 1e-12, "float64 logits; only the order of operations may differ")
-CACHED = Tol(1e-4, 1e-5, "float32: the cached pass multiplies one row of queries where the full pass multiplies the "
-                         "whole (T, S) block, so BLAS sums in another order; ~1e-7 relative per op, grown over layers")
-CACHED_F64 = Tol(1e-12, 1e-12, "float64 end to end: only the order of BLAS sums differs, ~1e-16 relative per op, "
-                               "~1e-14 after a few layers; one float32 step anywhere (a float32 cache, say) costs ~1e-7")
-TINY = dict(vocab_size=13, context=16, layers=2, heads=4, width=16)  # a GPT small enough for many probes
-
-
-# ---------------------------------------------------------------- helpers (test side)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return weights / weights.sum(axis=-1, keepdims=True)
-
-
-def _kept(filtered: np.ndarray) -> np.ndarray:
-    """The surviving tokens of filtered logits, as a 0/1 int array."""
-    return np.isfinite(filtered).astype(np.int64)
-
-
-def _inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """The documented draw: the number of cumulative probabilities <= u times the total."""
-    cumulative = np.cumsum(probs, axis=-1)
-    return (cumulative <= u[..., None] * cumulative[..., -1:]).sum(axis=-1)
-
-
-def _sibling(m, name: str):
-    """Another stage module of the same target: its gpt, attention, blocks, tensor."""
-    return importlib.import_module(f"{m.__package__}.{name}")
-
-
-def _model(m, seed: int, config: dict, dtype=None):
-    """Your GPT with this config, its parameters overwritten by sorted name with seeded values: matrices and
-    embeddings N(0, 1/rows), norm weights near 1, biases near 0 (large enough for clearly different logits).
-    dtype None keeps the constructor's float32; np.float64 makes the whole model float64."""
-    model = m.GPT(_sibling(m, "gpt").GPTConfig(**config), rng=seeded(seed))
-    randomise_parameters(model, seed + 1, dtype=dtype, spread=0.1)
-    return model.eval()
+from grader.harness import EXACT, Mistake, Tol, assert_close, assert_true, raised, randomise_parameters, seeded, sibling
+from tests.stage03.helpers import numpy_softmax
+from tests.stage11.helpers import (CACHED, CACHED_F64, FILTERED, TINY, check_cached, inverse_cdf, kept,
+                                   offset_mistake, probe_command, probe_filter, probe_filter_logits, probe_frequencies,
+                                   probe_generate, probe_sample, seeded_model)
 
 
 # ---------------------------------------------------------------- the filters
-
-
-def probe_filter(m, kind: str, logits: np.ndarray, value: float) -> np.ndarray:
-    function = {"top_k": m.top_k_filter, "top_p": m.top_p_filter, "min_p": m.min_p_filter}[kind]
-    return function(logits, int(value) if kind == "top_k" else value)
 
 
 @pytest.mark.concept("top-k")
@@ -77,13 +31,13 @@ def test_top_k_keeps_the_k_largest_and_their_ties(check):
                        [0.5, 2.0, 2.0, -1.0, 1.0],  # a tie at the boundary of k = 1: both stay
                        [-3.0, -1.0, -2.0, 0.0, 7.0]])
     got = check(probe_filter, kind="top_k", logits=logits, value=2, tol=FILTERED, what="top_k_filter(logits, 2)")
-    assert_close(_kept(got), np.array([[0, 0, 0, 1, 1], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]]), EXACT,
+    assert_close(kept(got), np.array([[0, 0, 0, 1, 1], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]]), EXACT,
                  "tokens kept by top-k = 2 (1 = kept)", mistakes=(
                      Mistake("the k SMALLEST logits were kept", lambda got, want: got[0, 0] == 1),))
-    assert_close(np.where(got == -np.inf, 0.0, got), np.where(_kept(got) == 1, logits, 0.0), EXACT,
+    assert_close(np.where(got == -np.inf, 0.0, got), np.where(kept(got) == 1, logits, 0.0), EXACT,
                  "kept logits are unchanged, removed ones are -inf")
     got_one = check(probe_filter, kind="top_k", logits=logits, value=1, tol=FILTERED, what="top_k_filter(logits, 1)")
-    assert_close(_kept(got_one), np.array([[0, 0, 0, 1, 0], [0, 1, 1, 0, 0], [0, 0, 0, 0, 1]]), EXACT,
+    assert_close(kept(got_one), np.array([[0, 0, 0, 1, 0], [0, 1, 1, 0, 0], [0, 0, 0, 0, 1]]), EXACT,
                  "top-k = 1 keeps the maximum and the logits tied with it")
 
 
@@ -92,32 +46,29 @@ def test_top_p_keeps_the_smallest_set_reaching_p(check):
     probs = np.array([0.1, 0.4, 0.2, 0.3])  # sorted: 0.4 (id 1), 0.3 (id 3), 0.2 (id 2), 0.1 (id 0)
     logits = np.log(probs)[None].repeat(4, axis=0)  # (4, 4), one row per p below
     wanted = {0.3: [0, 1, 0, 0], 0.65: [0, 1, 0, 1], 0.75: [0, 1, 1, 1], 1.0: [1, 1, 1, 1]}
-    for row, (p, kept) in enumerate(wanted.items()):
+    for row, (p, survivors) in enumerate(wanted.items()):
         got = check(probe_filter, kind="top_p", logits=logits[row], value=p, tol=FILTERED,
                     what=f"top_p_filter(log {probs.tolist()}, {p})")
-        assert_close(_kept(got), np.array(kept), EXACT, f"tokens kept by top-p = {p} (1 = kept)", mistakes=(
+        assert_close(kept(got), np.array(survivors), EXACT, f"tokens kept by top-p = {p} (1 = kept)", mistakes=(
             Mistake("the token that crosses p was dropped (keep it: the set must REACH p)",
                     lambda got, want: got.sum() == want.sum() - 1),
             Mistake("one token too many: a token is kept while the mass before it already reaches p",
                     lambda got, want: got.sum() == want.sum() + 1)))
-        assert_close(got[np.isfinite(got)], logits[row][np.array(kept) == 1], FILTERED, "kept logits are unchanged")
+        assert_close(got[np.isfinite(got)], logits[row][np.array(survivors) == 1], FILTERED,
+                     "kept logits are unchanged")
 
 
 @pytest.mark.concept("min-p")
 def test_min_p_keeps_tokens_above_a_fraction_of_the_most_probable(check):
     probs = np.array([[0.05, 0.5, 0.15, 0.3], [0.25, 0.25, 0.26, 0.24]])  # a peaked row and a flat one
     logits = np.log(probs)
-    for min_p, kept in ((0.2, [[0, 1, 1, 1], [1, 1, 1, 1]]), (0.5, [[0, 1, 0, 1], [1, 1, 1, 1]]),
-                        (0.0, [[1, 1, 1, 1], [1, 1, 1, 1]]), (0.97, [[0, 1, 0, 0], [0, 0, 1, 0]])):
+    for min_p, survivors in ((0.2, [[0, 1, 1, 1], [1, 1, 1, 1]]), (0.5, [[0, 1, 0, 1], [1, 1, 1, 1]]),
+                             (0.0, [[1, 1, 1, 1], [1, 1, 1, 1]]), (0.97, [[0, 1, 0, 0], [0, 0, 1, 0]])):
         got = check(probe_filter, kind="min_p", logits=logits, value=min_p, tol=FILTERED,
                     what=f"min_p_filter(logits, {min_p})")
-        assert_close(_kept(got), np.array(kept), EXACT, f"tokens kept by min-p = {min_p}: p >= {min_p} * p_max",
+        assert_close(kept(got), np.array(survivors), EXACT, f"tokens kept by min-p = {min_p}: p >= {min_p} * p_max",
                      mistakes=(Mistake("the threshold is min_p itself, not min_p times the largest probability",
                                        lambda got, want: got[0].sum() < want[0].sum()),))
-
-
-def probe_filter_logits(m, logits: np.ndarray, settings: dict) -> np.ndarray:
-    return m.filter_logits(logits, **settings)
 
 
 @pytest.mark.concept("filter-order")
@@ -127,19 +78,19 @@ def test_filters_run_in_order_temperature_top_k_top_p_min_p(check):
     # (Top-p on the full distribution first would keep 0.4 + 0.3 = 0.7.)
     got = check(probe_filter_logits, logits=logits, settings={"top_k": 2, "top_p": 0.5}, tol=FILTERED,
                 what="filter_logits(top_k=2, top_p=0.5)")
-    assert_close(_kept(got), np.array([1, 0, 0, 0]), EXACT, "top-k = 2 then top-p = 0.5", mistakes=(
+    assert_close(kept(got), np.array([1, 0, 0, 0]), EXACT, "top-k = 2 then top-p = 0.5", mistakes=(
         Mistake("top-p looked at the distribution before top-k, not the renormalised survivors",
                 lambda got, want: got.tolist() == [1, 1, 0, 0]),))
     # temperature 4 flattens 0.4 : 0.1 to 4^(1/4) ≈ 1.41 : 1, so min-p = 0.6 (0.1 / 0.4 = 0.25 before) keeps all.
     got = check(probe_filter_logits, logits=logits, settings={"temperature": 4.0, "min_p": 0.6}, tol=FILTERED,
                 what="filter_logits(temperature=4, min_p=0.6)")
-    assert_close(_kept(got), np.array([1, 1, 1, 1]), EXACT, "temperature 4 then min-p = 0.6", mistakes=(
+    assert_close(kept(got), np.array([1, 1, 1, 1]), EXACT, "temperature 4 then min-p = 0.6", mistakes=(
         Mistake("min-p ran before the temperature", lambda got, want: got.tolist() == [1, 1, 0, 0]),))
     assert_close(got, logits / 4.0, FILTERED, "the surviving logits are divided by the temperature")
     # temperature 0.5 sharpens 0.4 : 0.3 : 0.2 to 0.16 : 0.09 : 0.04 of 0.3: top-p = 0.75 keeps 2 tokens, not 3.
     got = check(probe_filter_logits, logits=logits, settings={"temperature": 0.5, "top_p": 0.75}, tol=FILTERED,
                 what="filter_logits(temperature=0.5, top_p=0.75)")
-    assert_close(_kept(got), np.array([1, 1, 0, 0]), EXACT, "temperature 0.5 then top-p = 0.75", mistakes=(
+    assert_close(kept(got), np.array([1, 1, 0, 0]), EXACT, "temperature 0.5 then top-p = 0.75", mistakes=(
         Mistake("top-p ran before the temperature", lambda got, want: got.tolist() == [1, 1, 1, 0]),))
 
 
@@ -157,7 +108,7 @@ def test_temperature_divides_the_logits(check):
 def probe_greedy(m, logits: np.ndarray, seed: int) -> dict:
     rng = seeded(seed)
     tokens = m.sample(logits, rng, temperature=0.0, top_k=2)
-    return {"tokens": tokens, "next_uniform": rng.random(), "kept": _kept(m.filter_logits(logits, temperature=0.0)),
+    return {"tokens": tokens, "next_uniform": rng.random(), "kept": kept(m.filter_logits(logits, temperature=0.0)),
             "cold": m.sample(np.repeat(logits, 50, axis=0), seeded(seed), temperature=1e-3)}
 
 
@@ -178,16 +129,12 @@ def test_temperature_zero_is_greedy_lowest_index_on_ties_and_draws_nothing(check
                 "temperature 1e-3 should only sample the tied maxima")
 
 
-def probe_sample(m, logits: np.ndarray, seed: int, settings: dict) -> np.ndarray:
-    return m.sample(logits, seeded(seed), **settings)
-
-
 @pytest.mark.concept("inverse-cdf")
 def test_sample_draws_by_the_inverse_cdf_of_one_uniform_per_row(check):
     logits = seeded(1103).normal(size=(2, 5, 6)) * 1.5  # leading axes (2, 5): one token per row
     got = check(probe_sample, logits=logits, seed=1104, settings={}, tol=EXACT, what="sample(logits (2, 5, 6))")
     u = seeded(1104).random((2, 5))  # the ONE call sample makes
-    want = _inverse_cdf(_softmax(logits), u)
+    want = inverse_cdf(numpy_softmax(logits), u)
     assert_close(got, want, EXACT, "tokens from u = rng.random((2, 5)) and the cumulative probabilities", mistakes=(
         Mistake("the draw is off by one: count the cumulative probabilities <= u (not < u, not + 1)",
                 lambda got, want: np.abs(got - want).max() == 1),
@@ -207,13 +154,6 @@ def test_sampling_is_reproducible_from_the_seed(check):
     assert_true(not np.array_equal(first, other), "seeds 7 and 8 gave the same 40 tokens: is the rng used?")
 
 
-def probe_frequencies(m, logits: np.ndarray, draws: int, seed: int, settings: dict) -> dict:
-    rows = np.broadcast_to(logits, (draws, logits.shape[-1]))  # (draws, V): one call draws them all
-    tokens = m.sample(rows, seeded(seed), **settings)
-    return {"counts": np.bincount(tokens, minlength=logits.shape[-1]),
-            "kept": _kept(m.filter_logits(logits, **settings))}
-
-
 @pytest.mark.concept("frequencies")
 def test_sample_frequencies_match_the_filtered_distribution(check):
     logits = np.log(np.array([0.3, 0.05, 0.25, 0.02, 0.18, 0.2]))
@@ -224,27 +164,35 @@ def test_sample_frequencies_match_the_filtered_distribution(check):
     # By hand: τ = 1.3, then top-5 drops 0.02, top-p = 0.8 keeps 0.3, 0.25, 0.2, 0.18 (the 0.05 falls outside).
     assert_close(got["kept"], np.array([1, 0, 1, 0, 1, 1]), EXACT, "tokens surviving the filters")
     want = np.where(got["kept"] == 1, np.log([0.3, 0.05, 0.25, 0.02, 0.18, 0.2]) / 1.3, -np.inf)
-    probs = _softmax(want)
+    probs = numpy_softmax(want)
     statistical = Tol(0.0, 5 * 0.5 / math.sqrt(draws), f"5 standard deviations of a frequency over {draws} draws "
                       "(sqrt(p(1 - p) / n) <= 0.5 / sqrt(n)): a false alarm about once in 10^6 runs")
     assert_close(got["counts"] / draws, probs, statistical, "sample frequencies vs softmax of the filtered logits",
                  mistakes=(Mistake("the temperature was not applied to the sampled distribution",
-                                   lambda got, want: np.allclose(got, _softmax(np.where(want > 0, np.log(
+                                   lambda got, want: np.allclose(got, numpy_softmax(np.where(want > 0, np.log(
                                        [0.3, 0.05, 0.25, 0.02, 0.18, 0.2]), -np.inf)), atol=0.01)),))
     assert_close(got["counts"][[1, 3]], np.array([0, 0]), EXACT, "draws of removed tokens")
 
 
+def probe_sample_arguments(m, logits: np.ndarray, seed: int, refused: dict, accepted: dict) -> dict:
+    """sample() with a setting outside its range (what it raised), then with that setting at the edge of its range."""
+    return {"refused": raised(m.sample, logits, seeded(seed), **refused),
+            "accepted": m.sample(logits, seeded(seed), **accepted)}
+
+
 @pytest.mark.concept("arguments")
 def test_bad_sampling_arguments_are_value_errors(check):
-    logits = np.zeros((2, 4))
-    for settings in ({"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}, {"min_p": -0.1}, {"min_p": 1.2},
-                     {"temperature": -1.0}):
-        got = check(probe_raised_sample, logits=logits, settings=settings, tol=EXACT, what=f"sample(**{settings})")
-        assert_true("ValueError" in got.get("bases", []), f"sample(**{settings}) should raise ValueError, got {got}")
-
-
-def probe_raised_sample(m, logits: np.ndarray, settings: dict) -> dict:
-    return raised(m.sample, logits, seeded(0), **settings)
+    logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]))
+    greedy = np.array([3, 0])  # what every setting that keeps only the most probable token draws
+    whole = inverse_cdf(numpy_softmax(logits), seeded(1123).random(2))  # what a setting that keeps every token draws
+    for refused, accepted, want in (({"top_k": 0}, {"top_k": 1}, greedy), ({"top_p": 0.0}, {"top_p": 1e-9}, greedy),
+                                    ({"top_p": 1.5}, {"top_p": 1.0}, whole), ({"min_p": -0.1}, {"min_p": 0.0}, whole),
+                                    ({"min_p": 1.2}, {"min_p": 1.0}, greedy),
+                                    ({"temperature": -1.0}, {"temperature": 0.0}, greedy)):
+        got = check(probe_sample_arguments, logits=logits, seed=1123, refused=refused, accepted=accepted, tol=EXACT,
+                    what=f"sample(**{refused}), then sample(**{accepted})")
+        assert_close(got, {"refused": {"raised": "ValueError"}, "accepted": want}, EXACT,
+                     f"sample(**{refused}) is out of range; sample(**{accepted}) is the edge of the range and draws")
 
 
 # ---------------------------------------------------------------- the cache
@@ -290,68 +238,39 @@ def test_kv_cache_is_preallocated_and_filled_in_place(check):
 
 
 def probe_cache_full(m, k: np.ndarray) -> dict:
+    """A cache of 4 positions holding 3 (k's 2 and an unwritten third): 2 more are refused, the 4th still fits."""
     cache = m.KVCache(1, 1, 1, 4, 2)
-    cache.update(0, k[:, :, :3], k[:, :, :3])
+    cache.update(0, k, k)
     cache.advance(3)
-    too_many = raised(cache.update, 0, k, k)
+    too_many = raised(cache.update, 0, k, k, mentions=["full"])
     after = [cache.length, cache.keys[0].copy()]
-    return {"too_many": too_many, "after": after, "advance": raised(cache.advance, 2),
-            "last": raised(cache.update, 0, k[:, :, :1], k[:, :, :1])}
+    return {"too_many": too_many, "after": after, "advance": raised(cache.advance, 2, mentions=["full"]),
+            "last": raised(cache.update, 0, k[:, :, :1], 2 * k[:, :, :1])}
 
 
 @pytest.mark.concept("cache-full")
 def test_a_full_cache_raises_and_stays_unchanged(check):
     k = seeded(1108).normal(size=(1, 1, 2, 2)).astype(np.float32)
     got = check(probe_cache_full, k=k, tol=EXACT, what="KVCache(max_length=4) with 3 filled")
-    assert_close(got["too_many"]["raised"], "ValueError", EXACT, "update of 2 positions with 1 left")
-    assert_true("full" in got["too_many"]["message"], f"the message should say the cache is full, got "
-                f"{got['too_many']['message']!r}")
+    assert_close(got["too_many"], {"raised": "ValueError", "mentions": ["full"]}, EXACT,
+                 "update of 2 positions with 1 left (the message says the cache is full)")
     assert_close(got["after"][0], 3, EXACT, "length after the refused update")
     assert_close(got["after"][1][:, :, 3], np.zeros((1, 1, 2), np.float32), EXACT,
                  "position 3 after the refused update: check before writing")
-    assert_close(got["advance"].get("raised"), "ValueError", EXACT, "advance(2) with 1 position left")
-    assert_true("returned" in got["last"], "the last free position must still be usable")
+    assert_close(got["advance"], {"raised": "ValueError", "mentions": ["full"]}, EXACT,
+                 "advance(2) with 1 position left")
+    unwritten = np.zeros((1, 1, 1, 2), np.float32)  # position 2: counted by advance(3), never written
+    assert_close(got["last"], {"returned": [np.concatenate([k, unwritten, k[:, :, :1]], axis=2),
+                                            np.concatenate([k, unwritten, 2 * k[:, :, :1]], axis=2)]}, EXACT,
+                 "update of the last free position: keys and values 0..3 (the refusals changed nothing)")
 
 
 # ---------------------------------------------------------------- the cached forward pass
 
 
-def probe_cached_logits(m, config: dict, seed: int, ids: np.ndarray, chunks: list, float64: bool = False) -> dict:
-    model = _model(m, seed, config, np.float64 if float64 else None)
-    cache = m.KVCache.for_model(model, ids.shape[0])
-    pieces, lengths, start = [], [], 0
-    for size in chunks:
-        pieces.append(m.forward_cached(model, ids[:, start:start + size], cache))  # (B, size, V)
-        lengths.append(cache.length)
-        start += size
-    return {"cached": np.concatenate(pieces, axis=1), "full": model(ids)[0].data, "lengths": lengths,
-            "dtype": str(pieces[-1].dtype), "type": type(pieces[-1]).__name__, "cache_dtype": str(cache.keys[0].dtype),
-            "cache_shape": list(cache.keys[0].shape), "layers": len(cache.keys)}
-
-
-def _offset_mistake(prefill: int) -> Mistake:
-    return Mistake("the prompt matches but later tokens do not: the new tokens must sit at positions cache.length, "
-                   "... (apply_rope(..., offset=cache.length); learned rows length .. length + T - 1), not at 0",
-                   lambda got, want: np.allclose(got[:, :prefill], want[:, :prefill], atol=1e-4)
-                   and not np.allclose(got[:, prefill:], want[:, prefill:], atol=1e-4))
-
-
-def _check_cached(check, config: dict, seed: int, batch: int, chunks: list, what: str, float64: bool = False) -> dict:
-    ids = seeded(seed).integers(0, config["vocab_size"], size=(batch, sum(chunks)))
-    tol, dtype = (CACHED_F64, "float64") if float64 else (CACHED, "float32")
-    got = check(probe_cached_logits, config=config, seed=seed, ids=ids, chunks=chunks, float64=float64, tol=tol,
-                what=what)
-    assert_close([got["type"], got["dtype"], got["cache_dtype"]], ["ndarray", dtype, dtype], EXACT,
-                 f"forward_cached's logits (an array) and the cache of a {dtype} model: the model's dtype")
-    assert_close(got["cached"], got["full"], tol, f"{what}: cached logits vs your model's full forward pass",
-                 mistakes=(_offset_mistake(chunks[0]),))
-    assert_close(got["lengths"], np.cumsum(chunks).tolist(), EXACT, "cache.length after each forward_cached")
-    return got
-
-
 @pytest.mark.concept("rope-offset")
 def test_cached_logits_equal_the_full_pass_with_rotary_positions(check):
-    got = _check_cached(check, dict(TINY, position="rotary"), 1109, 2, [5, 1, 1, 3, 1], "rotary GPT")
+    got = check_cached(check, dict(TINY, position="rotary"), 1109, 2, [5, 1, 1, 3, 1], "rotary GPT")
     assert_close([got["cache_shape"], got["layers"]], [[2, 4, 16, 4], 2], EXACT,
                  "KVCache.for_model: (batch, kv_heads, context, width // heads), one per layer")
 
@@ -359,24 +278,24 @@ def test_cached_logits_equal_the_full_pass_with_rotary_positions(check):
 @pytest.mark.concept("learned-positions")
 def test_cached_logits_equal_the_full_pass_with_learned_positions(check):
     config = dict(TINY, position="learned", tie_embeddings=False, norm="layer", feed_forward="gelu")
-    _check_cached(check, config, 1110, 2, [4, 1, 1, 1, 2], "learned-position GPT (untied head, LayerNorm, GELU)")
+    check_cached(check, config, 1110, 2, [4, 1, 1, 1, 2], "learned-position GPT (untied head, LayerNorm, GELU)")
 
 
 @pytest.mark.concept("gqa-cache")
 def test_cached_logits_equal_the_full_pass_with_grouped_query_heads(check):
-    got = _check_cached(check, dict(TINY, kv_heads=2), 1111, 3, [3, 1, 1, 1, 1, 1], "GPT with 4 heads, 2 kv heads")
+    got = check_cached(check, dict(TINY, kv_heads=2), 1111, 3, [3, 1, 1, 1, 1, 1], "GPT with 4 heads, 2 kv heads")
     assert_close(got["cache_shape"], [3, 2, 16, 4], EXACT, "KVCache.for_model shape with kv_heads=2 (not heads)")
 
 
 @pytest.mark.concept("kv-cache")
 def test_a_float64_model_decodes_in_float64_equal_to_its_full_pass(check):
-    _check_cached(check, dict(TINY, kv_heads=2), 1119, 2, [4, 1, 1, 3, 2], "float64 GPT, 2 kv heads", float64=True)
+    check_cached(check, dict(TINY, kv_heads=2), 1119, 2, [4, 1, 1, 3, 2], "float64 GPT, 2 kv heads", float64=True)
 
 
 def probe_attention_with_cache(m, x: np.ndarray, seed: int, rotary: bool, chunks: list) -> dict:
-    attention = _sibling(m, "attention").MultiHeadAttention(8, 4, 2, rng=seeded(seed), rotary=rotary,
+    attention = sibling(m, "attention").MultiHeadAttention(8, 4, 2, rng=seeded(seed), rotary=rotary,
                                                             max_positions=12)
-    Tensor = _sibling(m, "tensor").Tensor
+    Tensor = sibling(m, "tensor").Tensor
     cache = m.KVCache(2, x.shape[0], 2, 12, 2)
     pieces, start = [], 0
     for size in chunks:
@@ -394,12 +313,12 @@ def test_the_attention_module_with_your_cache_equals_one_pass_over_the_sequence(
         got = check(probe_attention_with_cache, x=x, seed=1113, rotary=rotary, chunks=[4, 1, 2], tol=CACHED,
                     what=f"MultiHeadAttention with a KVCache (rotary={rotary})")
         assert_close(got["cached"], got["full"], CACHED, f"attention in chunks 4, 1, 2 through your KVCache vs the "
-                     f"module on all 7 tokens (rotary={rotary})", mistakes=(_offset_mistake(4),))
+                     f"module on all 7 tokens (rotary={rotary})", mistakes=(offset_mistake(4),))
         assert_close(got["layer0"], np.zeros_like(got["layer0"]), EXACT, "layer 0 of the cache (only layer 1 is used)")
 
 
 def probe_post_norm_block_with_cache(m, x: np.ndarray, seed: int, chunks: list) -> dict:
-    blocks, Tensor = _sibling(m, "blocks"), _sibling(m, "tensor").Tensor
+    blocks, Tensor = sibling(m, "blocks"), sibling(m, "tensor").Tensor
     block = blocks.Block(8, 4, 2, rng=seeded(seed), norm="layer", feed_forward="gelu", pre_norm=False, rotary=True,
                          max_positions=12).eval()
     randomise_parameters(block, seed + 1, dtype=np.float64, spread=0.1)
@@ -418,13 +337,13 @@ def test_a_post_norm_block_decodes_through_your_cache_like_one_pass(check):
     got = check(probe_post_norm_block_with_cache, x=x, seed=1121, chunks=[3, 1, 2], tol=CACHED_F64,
                 what="post-norm Block with a float64 KVCache")
     assert_close(got["cached"], got["full"], CACHED_F64, "post-norm Block (norm after each residual sum) in chunks "
-                 "3, 1, 2 through your cache vs one pass", mistakes=(_offset_mistake(3),))
+                 "3, 1, 2 through your cache vs one pass", mistakes=(offset_mistake(3),))
 
 
 def probe_decoding_graph(m, config: dict, seed: int, ids: np.ndarray) -> dict:
-    model = _model(m, seed, config)
+    model = seeded_model(m, seed, config)
     cache = m.KVCache.for_model(model, ids.shape[0])
-    with _sibling(m, "tensor").no_grad():
+    with sibling(m, "tensor").no_grad():
         logits, _ = model(ids, cache=cache)
     return {"requires_grad": bool(logits.requires_grad), "length": cache.length}
 
@@ -439,18 +358,6 @@ def test_decoding_under_no_grad_builds_no_graph(check):
 
 
 # ---------------------------------------------------------------- generate
-
-
-def probe_generate(m, config: dict, seed: int, prompt: np.ndarray, tokens: int, settings: dict) -> dict:
-    model = _model(m, seed, config)
-    result = {}
-    for use_cache in (True, False):
-        rng = seeded(seed + 2)
-        result["cached" if use_cache else "recomputed"] = m.generate(model, prompt, tokens, rng=rng,
-                                                                     use_cache=use_cache, **settings)
-        result["next_uniform_" + ("cached" if use_cache else "recomputed")] = rng.random()
-    result["logits"] = model(np.atleast_2d(result["cached"])[:, :-1])[0].data  # your model on the final sequence
-    return result
 
 
 @pytest.mark.concept("generate-cache")
@@ -475,7 +382,7 @@ def test_sampled_generation_draws_once_per_step_from_the_last_position(check):
     assert_close(got["cached"].shape, (11,), EXACT, "shape of generate(1-D prompt of 3, 8 tokens)")
     assert_close(got["cached"], got["recomputed"], EXACT, "sampled tokens with and without the cache, same seed")
     u = seeded(1117).random(9)  # seed + 2: the probe's generator; one draw per step, then the probe's own
-    want = _inverse_cdf(_softmax(got["logits"][0, 2:] / 1.5), u[:8])
+    want = inverse_cdf(numpy_softmax(got["logits"][0, 2:] / 1.5), u[:8])
     assert_close(got["cached"][3:], want, EXACT, "tokens replayed from your model's logits with u = rng.random() "
                  "per step", mistakes=(Mistake("logits of another position than the last were sampled",
                                                lambda got, want: True),))
@@ -484,7 +391,7 @@ def test_sampled_generation_draws_once_per_step_from_the_last_position(check):
 
 
 def probe_generate_limits(m, config: dict, seed: int) -> dict:
-    model = _model(m, seed, config).train()  # generate must switch to eval itself, and switch back
+    model = seeded_model(m, seed, config).train()  # generate must switch to eval itself, and switch back
     prompt = np.arange(6) % config["vocab_size"]
     context = config["context"]
     fits = m.generate(model, prompt, context - 5, rng=seeded(1), temperature=0.0)  # feeds exactly `context` tokens
@@ -501,7 +408,7 @@ def test_the_context_limits_the_cache_and_the_window_slides_without_it(check):
     config = dict(TINY, context=10, dropout=0.5)
     got = check(probe_generate_limits, config=config, seed=1116, tol=EXACT, what="generate at the context limit")
     assert_close(got["fits"].shape, (11,), EXACT, "prompt of 6 + 5 tokens: the model sees exactly 10 = context")
-    assert_close(got["too_long"].get("raised"), "ValueError", EXACT,
+    assert_close(got["too_long"], {"raised": "ValueError"}, EXACT,
                  "with the cache, prompt 6 + 6 tokens (11 to feed > context 10)")
     assert_true(got["training_after"], "generate must restore the model's training mode")
     assert_close(got["window"].shape, (20,), EXACT, "use_cache=False continues past the context")
@@ -510,21 +417,6 @@ def test_the_context_limits_the_cache_and_the_window_slides_without_it(check):
 
 
 # ---------------------------------------------------------------- the command
-
-
-def probe_command(m, config: dict, seed: int, chars: list, prompt: str, arguments: list) -> dict:
-    model = _model(m, seed, config)
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.npz")
-        model.save(path)
-        with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as file:
-            file.write('{"format": "characters", "version": 1, "chars": ' + json.dumps(chars) + "}")
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            text = m.main(["--checkpoint", path, "--prompt", prompt, *arguments])
-    ids = np.array([chars.index(c) for c in prompt])
-    greedy = m.generate(model, ids, 12, rng=seeded(0), temperature=0.0, use_cache=False)
-    return {"text": text, "printed": printed.getvalue(), "greedy": "".join(chars[i] for i in greedy)}
 
 
 @pytest.mark.concept("command")

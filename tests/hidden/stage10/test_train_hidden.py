@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F64, Mistake, assert_close, assert_true, raised, seeded
-from tests.stage10.test_train import (ACCUMULATED, QUICK, SAME_WEIGHTS, accumulation_mistakes, build, config, grads,
-                                      micro_batches, probe_accumulation, probe_loop_schedule, probe_prepare,
-                                      probe_resume, probe_split, probe_validate, read_log, run, schedule_by_hand,
-                                      sibling, verse, weights)
+from grader.harness import EXACT, F64, Mistake, assert_close, assert_true, raised, seeded, sibling
+from tests.stage10.helpers import (ACCUMULATED, QUICK, SAME_WEIGHTS, accumulation_mistakes, build, config, grads,
+                                   micro_batches, probe_accumulation, probe_loop_schedule, probe_prepare, probe_resume,
+                                   probe_split, probe_validate, read_log, run, schedule_by_hand, validation_expected,
+                                   verse, weights)
 
 # ---------------------------------------------------------------- the split and the token files
 
@@ -61,7 +61,8 @@ def probe_memmap_edges(m, ids: list) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "one.bin"
         values = np.array(m.write_tokens(path, ids))
-        return {"values": values, "missing": raised(m.read_tokens, Path(directory) / "nothing.bin"),
+        return {"values": values, "missing": raised(m.read_tokens, Path(directory) / "nothing.bin",
+                                                    mentions=["nothing.bin"]),
                 "empty": raised(m.write_tokens, Path(directory) / "empty.bin", [])}
 
 
@@ -70,8 +71,9 @@ def test_token_files_of_one_token_and_the_missing_file(check):
     got = check(probe_memmap_edges, ids=[65535], tol=EXACT)
     assert_close(got["values"], np.array([65535]), EXACT, "a stream of one token")
     assert_close({"missing": got["missing"], "empty": got["empty"]},
-                 {"missing": {"raised": "FileNotFoundError"}, "empty": {"raised": "ValueError"}}, EXACT,
-                 "read_tokens of a missing file, write_tokens of no ids")
+                 {"missing": {"raised": "FileNotFoundError", "mentions": ["nothing.bin"]},
+                  "empty": {"raised": "ValueError"}}, EXACT,
+                 "read_tokens of a missing file (the message names the path), write_tokens of no ids")
 
 
 # ---------------------------------------------------------------- one step
@@ -112,9 +114,9 @@ def probe_non_finite(m, fields: dict, seed: int, x: list, y: list) -> dict:
     model = build(m, fields, seed)
     dict(model.named_parameters())["final_norm.weight"].data[0] = np.inf
     before = weights(model)
+    optimizer, batches = optim.AdamW(model.parameters(), lr=0.1), micro_batches(x, y, 1)
     with np.errstate(all="ignore"):  # the inf weight makes NaNs on purpose
-        outcome = raised(m.train_step, model, optim.AdamW(model.parameters(), lr=0.1), micro_batches(x, y, 1),
-                         lr=0.1, clip=1.0)
+        outcome = raised(m.train_step, model, optimizer, batches, lr=0.1, clip=1.0)
     after = weights(model)
     return {"outcome": outcome, "unchanged": all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)}
 
@@ -136,28 +138,35 @@ def test_a_non_finite_gradient_stops_the_step_before_the_update(check):
 def probe_missing_checkpoint(m, fields: dict) -> dict:
     optim = sibling(m, "optim")
     model = build(m, fields, 1)
+    optimizer, rngs, run_config = optim.AdamW(model.parameters()), {"batches": np.random.default_rng(0)}, config(m, {})
     with tempfile.TemporaryDirectory() as directory:
-        return raised(m.load_checkpoint, Path(directory) / "checkpoint.npz", model, optim.AdamW(model.parameters()),
-                      {"batches": np.random.default_rng(0)}, config(m, {}))
+        return raised(m.load_checkpoint, Path(directory) / "checkpoint.npz", model, optimizer, rngs, run_config,
+                      mentions=["checkpoint.npz"])
 
 
 @pytest.mark.concept("checkpoint")
 def test_load_checkpoint_of_a_missing_file(check):
     got = check(probe_missing_checkpoint, fields={"vocab_size": 5, "context": 4, "layers": 1, "heads": 1, "width": 4},
                 tol=EXACT)
-    assert_close(got, {"raised": "FileNotFoundError"}, EXACT, "load_checkpoint of a missing file")
+    assert_close(got, {"raised": "FileNotFoundError", "mentions": ["checkpoint.npz"]}, EXACT,
+                 "load_checkpoint of a missing file (the message names the path)")
 
 
 @pytest.mark.concept("config")
-@pytest.mark.parametrize("overrides, field", [
-    ({"betas": [0.9, 1.0]}, "betas"), ({"dropout": 1.0}, "dropout"), ({"val_fraction": 0.0}, "val_fraction"),
-    ({"text_chars": 0}, "text_chars"), ({"norm": "batch"}, "norm"), ({"eval_every": 0}, "eval_every"),
-    ({"weight_decay": -0.1}, "weight_decay"), ({"max_lr": 0.0, "min_lr": 0.0}, "max_lr")],
+@pytest.mark.parametrize("refused, accepted, field", [
+    ({"betas": [0.9, 1.0]}, {"betas": [0.0, 0.999]}, "betas"),
+    ({"dropout": 1.0}, {"dropout": 0.9}, "dropout"),
+    ({"val_fraction": 0.0}, {"val_fraction": 0.5}, "val_fraction"),
+    ({"text_chars": 0}, {"text_chars": 1}, "text_chars"),
+    ({"norm": "batch"}, {"norm": "layer"}, "norm"),
+    ({"eval_every": 0}, {"eval_every": 1}, "eval_every"),
+    ({"weight_decay": -0.1}, {"weight_decay": 0.0}, "weight_decay"),
+    ({"max_lr": 0.0, "min_lr": 0.0}, {"max_lr": 1e-9, "min_lr": 0.0}, "max_lr")],
     ids=["betas", "dropout", "val-fraction", "text-chars", "norm", "eval-every", "weight-decay", "max-lr"])
-def test_more_config_validation(check, overrides, field):
-    got = check(probe_validate, overrides=overrides, tol=EXACT)
-    assert_true(got.get("raised") == "ValueError" and field in got["message"],
-                f"validate() with {overrides} must raise ValueError naming {field!r}; got {got}")
+def test_more_config_validation(check, refused, accepted, field):
+    got = check(probe_validate, refused=refused, accepted=accepted, field=field, tol=EXACT)
+    assert_close(got, validation_expected(field), EXACT, f"validate() with {refused} (refused, naming {field!r}), "
+                 f"then with {accepted} (at the edge of what is allowed: accepted, the config itself returned)")
 
 
 # ---------------------------------------------------------------- the loop

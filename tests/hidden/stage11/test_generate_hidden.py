@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, Mistake, Tol, assert_close, assert_true, raised, seeded
-from tests.stage11.test_generate import (CACHED, FILTERED, TINY, _check_cached, _inverse_cdf, _kept, _model, _softmax,
-                                         probe_command, probe_filter, probe_filter_logits, probe_frequencies,
-                                         probe_generate, probe_sample)
+from tests.stage03.helpers import numpy_softmax
+from tests.stage11.helpers import (CACHED, FILTERED, TINY, check_cached, inverse_cdf, kept, probe_command,
+                                   probe_filter, probe_filter_logits, probe_frequencies, probe_generate, probe_sample,
+                                   seeded_model)
 
 
 def _brute_mask(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -31,10 +32,10 @@ def _brute_mask(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
         if top_k is not None and top_k < row.size:
             keep &= row >= np.sort(row)[::-1][top_k - 1]
         if top_p is not None:
-            probs = _softmax(np.where(keep, row, -np.inf))
+            probs = numpy_softmax(np.where(keep, row, -np.inf))
             keep &= np.array([probs[probs > probs[i]].sum() < top_p for i in range(row.size)])
         if min_p is not None:
-            probs = _softmax(np.where(keep, row, -np.inf))
+            probs = numpy_softmax(np.where(keep, row, -np.inf))
             keep &= probs >= min_p * probs.max()
         masks.append(keep)
     return np.array(masks, dtype=np.int64).reshape(logits.shape)
@@ -45,21 +46,21 @@ def test_top_k_on_three_axes_with_ties_and_k_past_the_vocabulary(check):
     logits = seeded(1151).integers(-3, 4, size=(2, 3, 6)).astype(np.float64)  # small integers: many ties
     for k in (1, 3, 6, 9):
         got = check(probe_filter, kind="top_k", logits=logits, value=k, tol=FILTERED, what=f"top_k_filter(k={k})")
-        assert_close(_kept(got), _brute_mask(logits, top_k=k), EXACT, f"tokens kept by top-k = {k} (ties all kept)")
-        assert_close(got[np.isfinite(got)], logits[_kept(got) == 1], FILTERED, "kept logits are unchanged")
+        assert_close(kept(got), _brute_mask(logits, top_k=k), EXACT, f"tokens kept by top-k = {k} (ties all kept)")
+        assert_close(got[np.isfinite(got)], logits[kept(got) == 1], FILTERED, "kept logits are unchanged")
 
 
 @pytest.mark.concept("top-p")
 def test_top_p_keeps_ties_at_the_boundary_and_matches_its_definition(check):
     ties = np.log(np.array([0.2, 0.4, 0.2, 0.2]))
-    for p, kept in ((0.5, [1, 1, 1, 1]), (0.3, [0, 1, 0, 0])):
+    for p, survivors in ((0.5, [1, 1, 1, 1]), (0.3, [0, 1, 0, 0])):
         got = check(probe_filter, kind="top_p", logits=ties, value=p, tol=FILTERED, what=f"top_p_filter(p={p})")
-        assert_close(_kept(got), np.array(kept), EXACT, f"top-p = {p} on probabilities 0.2, 0.4, 0.2, 0.2 (the three "
-                     "0.2 are tied: all or none)")
+        assert_close(kept(got), np.array(survivors), EXACT, f"top-p = {p} on probabilities 0.2, 0.4, 0.2, 0.2 "
+                     "(the three 0.2 are tied: all or none)")
     logits = seeded(1152).normal(size=(6, 9)) * 2.0
     for p in (0.1, 0.55, 0.9, 0.999):
         got = check(probe_filter, kind="top_p", logits=logits, value=p, tol=FILTERED, what=f"top_p_filter(p={p})")
-        assert_close(_kept(got), _brute_mask(logits, top_p=p), EXACT,
+        assert_close(kept(got), _brute_mask(logits, top_p=p), EXACT,
                      f"top-p = {p}: keep a token when the mass strictly above it is below p")
 
 
@@ -69,8 +70,8 @@ def test_min_p_matches_its_definition_and_one_keeps_the_maximum(check):
     for min_p in (0.05, 0.3, 1.0):
         got = check(probe_filter, kind="min_p", logits=logits, value=min_p, tol=FILTERED,
                     what=f"min_p_filter(min_p={min_p})")
-        assert_close(_kept(got), _brute_mask(logits, min_p=min_p), EXACT, f"tokens kept by min-p = {min_p}")
-    assert_close(_kept(got).sum(axis=-1), np.ones((4, 2), dtype=np.int64), EXACT,
+        assert_close(kept(got), _brute_mask(logits, min_p=min_p), EXACT, f"tokens kept by min-p = {min_p}")
+    assert_close(kept(got).sum(axis=-1), np.ones((4, 2), dtype=np.int64), EXACT,
                  "min-p = 1 keeps only the most probable token of each row")
 
 
@@ -84,7 +85,7 @@ def test_every_combination_of_filters_matches_the_documented_pipeline(check):
         got = check(probe_filter_logits, logits=logits, settings=settings, tol=FILTERED,
                     what=f"filter_logits(**{settings})")
         mask = _brute_mask(logits, **settings)
-        assert_close(_kept(got), mask, EXACT, f"tokens surviving {settings}")
+        assert_close(kept(got), mask, EXACT, f"tokens surviving {settings}")
         assert_close(got[mask == 1], (logits / settings.get("temperature", 1.0))[mask == 1], FILTERED,
                      f"the surviving logits of {settings}: divided by the temperature, otherwise unchanged")
 
@@ -98,7 +99,7 @@ def test_frequencies_with_a_sharp_temperature_and_min_p(check):
                 what="sample counts and filter_logits")
     mask = _brute_mask(logits, **settings)
     assert_close(got["kept"], mask, EXACT, f"tokens surviving {settings}")
-    probs = _softmax(np.where(mask == 1, logits / 0.7, -np.inf))
+    probs = numpy_softmax(np.where(mask == 1, logits / 0.7, -np.inf))
     statistical = Tol(0.0, 5 * 0.5 / math.sqrt(draws), f"5 standard deviations of a frequency over {draws} draws")
     assert_close(got["counts"] / draws, probs, statistical, "sample frequencies vs the filtered distribution")
 
@@ -111,7 +112,7 @@ def test_removed_tokens_are_never_drawn_and_the_draw_follows_the_rule(check):
     logits[0, 0] = [-np.inf] * 6 + [0.0]  # a row with one possible token
     got = check(probe_sample, logits=logits, seed=1158, settings={"top_k": 3}, tol=EXACT, what="sample(top_k=3)")
     mask = _brute_mask(np.where(np.isfinite(logits), logits, -1e300), top_k=3) * np.isfinite(logits)
-    want = _inverse_cdf(_softmax(np.where(mask == 1, logits, -np.inf)), seeded(1158).random((3, 4)))
+    want = inverse_cdf(numpy_softmax(np.where(mask == 1, logits, -np.inf)), seeded(1158).random((3, 4)))
     assert_close(got, want, EXACT, "tokens from u = rng.random((3, 4)) over the top-3 distribution")
     assert_true(bool(np.all(got >= 2)) and got[0, 0] == 6, f"a token with probability 0 was drawn: {got}")
 
@@ -152,7 +153,7 @@ def probe_cache_contract(m, k: np.ndarray) -> dict:
     shares = bool(np.shares_memory(values, cache.values[1]))
     cache.advance(3)
     return {"dtype": str(cache.keys[0].dtype), "keys": keys, "values": values, "shares": shares,
-            "length": cache.length, "full": raised(cache.update, 0, k[:, :, :1], k[:, :, :1])}
+            "length": cache.length, "full": raised(cache.update, 0, k[:, :, :1], k[:, :, :1], mentions=["full"])}
 
 
 @pytest.mark.concept("kv-cache")
@@ -163,31 +164,32 @@ def test_kv_cache_fills_to_exactly_max_length_in_its_dtype(check):
     assert_close([got["keys"], got["values"]], [k, 2 * k], EXACT, "layer 1 after filling all 5 positions")
     assert_true(got["shares"], "update should return views of the cache, not copies")
     assert_close(got["length"], 5, EXACT, "length after advance(2), advance(0), advance(3)")
-    assert_close(got["full"].get("raised"), "ValueError", EXACT, "update when length == max_length")
+    assert_close(got["full"], {"raised": "ValueError", "mentions": ["full"]}, EXACT,
+                 "update when length == max_length (the message says the cache is full)")
 
 
 @pytest.mark.concept("rope-offset")
 def test_token_by_token_from_an_empty_cache_with_one_kv_head(check):
     config = dict(TINY, kv_heads=1, norm="layer", feed_forward="gelu", tie_embeddings=False, layers=3)
-    got = _check_cached(check, config, 1160, 3, [1] * 9, "3-layer rotary GPT, multi-query, one token at a time")
+    got = check_cached(check, config, 1160, 3, [1] * 9, "3-layer rotary GPT, multi-query, one token at a time")
     assert_close(got["cache_shape"], [3, 1, 16, 4], EXACT, "KVCache.for_model with kv_heads=1")
 
 
 @pytest.mark.concept("learned-positions")
 def test_learned_positions_tied_grouped_with_uneven_chunks(check):
     config = dict(TINY, position="learned", kv_heads=2, context=12)
-    _check_cached(check, config, 1161, 1, [2, 5, 1, 1, 3], "learned-position GPT, kv_heads=2, up to the full context")
+    check_cached(check, config, 1161, 1, [2, 5, 1, 1, 3], "learned-position GPT, kv_heads=2, up to the full context")
 
 
 @pytest.mark.concept("kv-cache")
 def test_a_float64_learned_position_model_decodes_token_by_token_in_float64(check):
     config = dict(TINY, position="learned", tie_embeddings=False, norm="layer", feed_forward="gelu", layers=3)
-    _check_cached(check, config, 1169, 2, [2] + [1] * 8, "float64 learned-position GPT, one token at a time",
+    check_cached(check, config, 1169, 2, [2] + [1] * 8, "float64 learned-position GPT, one token at a time",
                   float64=True)
 
 
 def probe_forward_full(m, config: dict, seed: int, ids: np.ndarray) -> dict:
-    model = _model(m, seed, config)
+    model = seeded_model(m, seed, config)
     cache = m.KVCache.for_model(model, ids.shape[0])
     m.forward_cached(model, ids[:, :-2], cache)
     before = [cache.length, cache.keys[0].copy()]
@@ -201,7 +203,7 @@ def test_forward_cached_refuses_to_overflow_and_changes_nothing(check):
     config = dict(TINY, context=8)
     ids = seeded(1162).integers(0, 13, size=(2, 8))
     got = check(probe_forward_full, config=config, seed=1162, ids=ids, tol=CACHED, what="forward_cached near full")
-    assert_close(got["refused"].get("raised"), "ValueError", EXACT, "forward_cached of 8 tokens with 6 cached")
+    assert_close(got["refused"], {"raised": "ValueError"}, EXACT, "forward_cached of 8 tokens with 6 cached")
     assert_close(got["length"], 6, EXACT, "cache.length after the refused call")
     assert_true(got["unchanged"], "the refused forward_cached wrote into the cache: check the room first")
     assert_close(got["last"], got["full"], CACHED, "the last 2 tokens after the refusal (fills the context exactly)")
@@ -219,14 +221,14 @@ def test_batched_nucleus_sampling_is_the_same_with_and_without_the_cache(check):
     logits = got["logits"][:, 1:]  # (3, 9, V): the positions that predicted the new tokens
     for step in range(9):
         mask = _brute_mask(logits[:, step], **settings)
-        probs = _softmax(np.where(mask == 1, logits[:, step] / 0.9, -np.inf))
-        assert_close(got["cached"][:, 2 + step], _inverse_cdf(probs, u[step]), EXACT,
+        probs = numpy_softmax(np.where(mask == 1, logits[:, step] / 0.9, -np.inf))
+        assert_close(got["cached"][:, 2 + step], inverse_cdf(probs, u[step]), EXACT,
                      f"step {step}: tokens replayed from your model's logits")
     assert_close(got["next_uniform_cached"], float(u[9, 0]), EXACT, "the generator's next number after 9 steps")
 
 
 def probe_generate_edges(m, config: dict, seed: int) -> dict:
-    model = _model(m, seed, config)
+    model = seeded_model(m, seed, config)
     full_prompt = np.arange(config["context"]) % config["vocab_size"]
     return {"nothing": m.generate(model, full_prompt[None], 0, rng=seeded(0)),
             "one": m.generate(model, full_prompt, 1, rng=seeded(0), temperature=0.0),
@@ -242,12 +244,12 @@ def test_generate_edges_a_full_prompt_nothing_to_add_an_empty_prompt(check):
     assert_close(got["nothing"], (np.arange(6) % 13)[None], EXACT, "max_new_tokens=0 returns the prompt")
     assert_close(got["one"][-1], got["one_argmax"], EXACT,
                  "a prompt of exactly `context` tokens and 1 new token (the cache holds the prompt)")
-    assert_close(got["empty"].get("raised"), "ValueError", EXACT, "an empty prompt")
-    assert_close(got["too_long"].get("raised"), "ValueError", EXACT, "with the cache, a prompt longer than the context")
+    assert_close(got["empty"], {"raised": "ValueError"}, EXACT, "an empty prompt")
+    assert_close(got["too_long"], {"raised": "ValueError"}, EXACT, "with the cache, a prompt longer than the context")
 
 
 def probe_eval_mode(m, config: dict, seed: int) -> dict:
-    model = _model(m, seed, config)
+    model = seeded_model(m, seed, config)
     prompt = np.array([[1, 2, 3]])
     evaluated = m.generate(model, prompt, 6, rng=seeded(5), temperature=0.8)
     model.train()
@@ -265,7 +267,7 @@ def test_generation_switches_dropout_off_and_restores_the_mode(check):
 
 
 def probe_command_errors(m, config: dict, seed: int) -> dict:
-    model = _model(m, seed, config)
+    model = seeded_model(m, seed, config)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.npz")
         model.save(path)
