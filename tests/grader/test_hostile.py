@@ -30,7 +30,7 @@ from grader.suites import runner
 from grader.manifest import ROOT
 
 STAGE = manifest.stage("01")
-SELECT = "split or vocabulary_is_sorted"
+SELECT = "test_ngram and (split or vocabulary_is_sorted)"  # four tests of one module, whatever else joins the suite
 SELECTED = 4
 
 REFERENCE = (ROOT / "solutions" / "ngram.py").read_text()
