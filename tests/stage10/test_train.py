@@ -108,7 +108,8 @@ def probe_write_rejects(m, refused: list, accepted: list, bad: int) -> dict:
 @pytest.mark.concept("memmap")
 @pytest.mark.parametrize("bad, edge", [(65536, 65535), (-1, 0)], ids=["65536", "-1"])
 def test_write_tokens_refuses_ids_that_do_not_fit_uint16(check, bad, edge):
-    got = check(probe_write_rejects, refused=[1, 2, bad, 3], accepted=[1, 2, edge, 3], bad=bad, tol=EXACT)
+    got = check(probe_write_rejects, refused=[1, 2, bad, 3], accepted=[1, 2, edge, 3], bad=bad, tol=EXACT,
+                what=f"write_tokens of [1, 2, {bad}, 3], then of [1, 2, {edge}, 3]")
     assert_close(got, {"refused": {"raised": "ValueError", "mentions": [str(bad)]},
                        "accepted": np.array([1, 2, edge, 3])},
                  EXACT, f"write_tokens of [1, 2, {bad}, 3] (uint16 would wrap {bad} silently: refuse it, naming it), "
@@ -317,7 +318,8 @@ def test_a_failed_save_leaves_no_tmp_file_behind(check):
 def test_config_validation_names_the_field(check, refused, accepted, field):
     # each refused config beside one at the edge of what is allowed (or the preset itself): validate() must tell them
     # apart, not raise for everything
-    got = check(probe_validate, refused=refused, accepted=accepted, field=field, tol=EXACT)
+    got = check(probe_validate, refused=refused, accepted=accepted, field=field, tol=EXACT,
+                what=f"validate() with {refused}, then with {accepted or 'the tiny preset'}")
     assert_close(got, validation_expected(field), EXACT, f"validate() with {refused} (refused, naming {field!r}), "
                  f"then with {accepted or 'the tiny preset as it is'} (accepted: it returns the config itself)")
 

@@ -164,7 +164,8 @@ def test_load_checkpoint_of_a_missing_file(check):
     ({"max_lr": 0.0, "min_lr": 0.0}, {"max_lr": 1e-9, "min_lr": 0.0}, "max_lr")],
     ids=["betas", "dropout", "val-fraction", "text-chars", "norm", "eval-every", "weight-decay", "max-lr"])
 def test_more_config_validation(check, refused, accepted, field):
-    got = check(probe_validate, refused=refused, accepted=accepted, field=field, tol=EXACT)
+    got = check(probe_validate, refused=refused, accepted=accepted, field=field, tol=EXACT,
+                what=f"validate() with {refused}, then with {accepted}")
     assert_close(got, validation_expected(field), EXACT, f"validate() with {refused} (refused, naming {field!r}), "
                  f"then with {accepted} (at the edge of what is allowed: accepted, the config itself returned)")
 
