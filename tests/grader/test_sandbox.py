@@ -275,3 +275,17 @@ time.sleep(60)
     finally:
         grader.kill()
         grader.wait()
+
+
+def test_at_the_unprivileged_level_a_daemon_dies_by_its_uid(tmp_path):
+    """Without namespaces (most containers), the supervisor kills every process of the worker's own uid."""
+    if not (sys.platform.startswith("linux") and os.geteuid() == 0 and isolation._works("unprivileged")):
+        pytest.skip("needs root on Linux and an interpreter other users may run (not one under /root)")
+    marker = f"daemon-{uuid.uuid4().hex}"
+    package = _package(tmp_path, f"MARKER = {marker!r}\n" + DAEMON)
+    with sandbox.Sandbox(package, level="unprivileged", suites=[STAGE.test_dir()]) as first, \
+            sandbox.Sandbox(_package(tmp_path, "", "honest"), level="unprivileged", suites=[STAGE.test_dir()]) as other:
+        _call(first)
+        assert _started(marker), "the daemon never started: the test proves nothing"
+        assert first.uid != other.uid and os.stat(first.scratch).st_mode & 0o007 == 0
+    assert _gone(marker), f"processes outlived their sandbox: {_marked(marker)}"
