@@ -274,7 +274,7 @@ class Sandbox:
                                     "own checks run anywhere)")
         read_end, write_end = os.pipe()
         prepare = self._isolation().prepare(self.level, self.limits, self.uid or 0, self._world, self._inside("work"),
-                                            os.getpid())
+                                            os.getpid(), str(self.scratch))
         env = {"PATH": "/usr/bin:/bin", "HOME": self._inside("work"), "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0"}
         env.update({k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ})

@@ -13,10 +13,11 @@ What each level (grader.sandbox.LEVELS) does between fork and exec, in the child
     partial       resource limits only, as the grader's own user.
 
 At the full and unprivileged levels the child first forks: the parent of that fork is a small supervisor, outside
-every namespace, that the grader sees as the worker's process. It waits for the worker, kills it when the grader
-stops it or dies (PR_SET_PDEATHSIG), and then kills every process left with the worker's uid, so a double-forked
-daemon dies with its worker however the grader ends. At the full level the worker is PID 1 of its PID namespace: when
-it dies the kernel kills everything it started.
+every namespace, that the grader sees as the worker's process. It waits for the worker and kills it when the grader
+stops it or dies (PR_SET_PDEATHSIG); a double-forked daemon then dies too, however the grader ends: at the full level
+the worker is PID 1 of its PID namespace, and when it dies the kernel kills everything it started; at the
+unprivileged level the supervisor kills every process left with the worker's uid. If the grader died, the supervisor
+also removes the scratch directory.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import os
 import platform
 import pwd
 import resource
+import shutil
 import signal
 import struct
 import subprocess
@@ -361,8 +363,10 @@ def kill_user(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def _supervise(worker: int, uid: int) -> None:
-    """The supervisor's life: wait for the worker, kill it when told to (or when the grader dies), then its uid."""
+def _supervise(worker: int, uid: int, grader: int, scratch: str, namespace: bool) -> None:
+    """The supervisor's life: wait for the worker, kill it when told to (or when the grader dies), then what it
+    started (by the PID namespace's end, or else by uid); when the grader died, remove the scratch directory it can
+    no longer remove itself."""
     code = 1
     try:
         os.closerange(0, 65536)  # hold none of the worker's pipes: the grader sees their end when the worker ends
@@ -374,7 +378,10 @@ def _supervise(worker: int, uid: int) -> None:
                     break
             else:
                 os.kill(worker, signal.SIGKILL)  # its SIGCHLD follows
-        kill_user(uid)
+        if not namespace:  # (in one, the kernel killed them all, and this process can fork no more: ENOMEM)
+            kill_user(uid)
+        if os.getppid() != grader:
+            shutil.rmtree(scratch, ignore_errors=True)
     finally:
         os._exit(code if 0 <= code < 256 else min(128 - code, 255))
 
@@ -388,7 +395,7 @@ def apply_limits(limits) -> None:  # a grader.sandbox.Limits
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
 
 
-def prepare(level: str, limits, uid: int, world: World | None, workdir: str, grader: int):
+def prepare(level: str, limits, uid: int, world: World | None, workdir: str, grader: int, scratch: str):
     """The function the child runs between fork and exec (subprocess's preexec_fn) for `level`."""
 
     def partial() -> None:
@@ -399,14 +406,15 @@ def prepare(level: str, limits, uid: int, world: World | None, workdir: str, gra
     def supervised() -> None:
         _die_with_parent(signal.SIGTERM, grader)  # the supervisor: SIGTERM, so that it can kill the worker first
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # before the fork: no signal is lost
-        if level == "full":
-            _check(_libc().unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        if level == "full":  # the next child is PID 1 of a new PID namespace; this process stays outside it
+            _check(_libc().unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         worker = os.fork()
         if worker:
-            _supervise(worker, uid)  # never returns
+            _supervise(worker, uid, grader, scratch, level == "full")  # never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         _die_with_parent(signal.SIGKILL, None)
-        if world is not None:
+        if world is not None:  # the supervisor keeps the host's mounts (pivot_root moves everyone in a namespace)
+            _check(_libc().unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
             _build(world, workdir)
         _become(uid)
         apply_limits(limits)
@@ -452,7 +460,7 @@ def _works(level: str) -> bool:
         try:
             done = subprocess.run([sys.executable, "-I", "-c", "import numpy, pytest"], capture_output=True,
                                   timeout=120, cwd=os.path.join(scratch, "work"), start_new_session=True,
-                                  preexec_fn=prepare(level, Limits(), uid, world, workdir, os.getpid()))
+                                  preexec_fn=prepare(level, Limits(), uid, world, workdir, os.getpid(), scratch))
         except (subprocess.SubprocessError, OSError):
             return False
     return done.returncode == 0

@@ -263,15 +263,16 @@ sys.path.insert(0, {str(ROOT)!r})
 from grader import sandbox
 box = sandbox.Sandbox({str(package)!r}, suites=[{STAGE.test_dir()!r}])
 box.call("tests.stage01.test_ngram", "probe_tokenizer", "ngram", {{"text": "hello", "other": "hole"}})
-print("ready", flush=True)
+print(box.scratch, flush=True)
 time.sleep(60)
 """], stdout=subprocess.PIPE, text=True)
     try:
-        assert grader.stdout.readline().strip() == "ready"
-        assert _started(marker), "the daemon never started: the test proves nothing"
+        scratch = Path(grader.stdout.readline().strip())
+        assert scratch.is_dir() and _started(marker), "the daemon never started: the test proves nothing"
         grader.send_signal(getattr(signal, how))  # no close(), no cleanup of its own
         grader.wait(timeout=30)
         assert _gone(marker), f"the worker's processes outlived the grader: {_marked(marker)}"
+        assert _wait(lambda: not scratch.exists()), f"{scratch} outlived the grader"
     finally:
         grader.kill()
         grader.wait()
