@@ -231,7 +231,7 @@ def _unpack(path: Path, into: Path, refused: list[str] | None = None) -> Path:
             return modules_from_notebooks(notebooks, into.with_name(into.name + "-notebooks"))[0].parent
         except NotebookError as error:
             raise SubmissionProblem(f"the notebooks: {error}") from None
-        except (Exception, RecursionError) as error:  # noqa: BLE001 - a notebook that is JSON but not a notebook
+        except Exception as error:  # noqa: BLE001 - a notebook that is JSON but not a notebook (RecursionError too)
             raise SubmissionProblem(f"the notebooks could not be read as notebooks ({type(error).__name__}); "
                                     f"upload the stage notebooks as Jupyter saved them") from None
     folders = [p for p in path.rglob("*") if p.is_dir() and any(p.name == f"{m}.py" for m in modules)]
