@@ -202,7 +202,8 @@ class MoEGPT(GPT):
         ### BEGIN SOLUTION
         if config.feed_forward != "moe" or config.expert_feed_forward not in OPTIONS["feed_forward"]:
             raise ValueError(f"MoEGPT: feed_forward must be 'moe' and expert_feed_forward one of "
-                             f"{OPTIONS['feed_forward']}, got {config.feed_forward!r}, {config.expert_feed_forward!r}")
+                             f"{OPTIONS['feed_forward']}; got {config.feed_forward!r}, "
+                             f"{config.expert_feed_forward!r}")
         dense = GPTConfig(**{field.name: getattr(config, field.name) for field in dataclasses.fields(GPTConfig)})
         dense.feed_forward = config.expert_feed_forward  # stage 09 builds the blocks; their feed_forward is replaced
         super().__init__(dense, rng=rng)

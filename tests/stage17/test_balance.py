@@ -1,5 +1,5 @@
-"""Stage 17 (mixture of experts), visible suite: the Switch Transformer balance loss E · sum_e f_e · P_e — its value at
-uniform probabilities and at a balanced assignment (exactly 1, docs/17-moe.md, section 5), a skewed case by hand, and
+"""Stage 17 (mixture of experts), visible suite: the Switch Transformer balance loss E · sum_e f_e · P_e — its value
+at uniform probabilities and at a balanced assignment (exactly 1, docs/17-moe.md, section 5), a skewed case by hand, and
 its gradient E · f_e / N."""
 from __future__ import annotations
 

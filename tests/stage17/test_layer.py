@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F64, GRADCHECK, Mistake, assert_close, assert_true, raised, seeded, sibling
-from tests.stage17.helpers import (hand_expert, probe_dropped_in_block, probe_hand_layer, probe_layer,
-                                   probe_layer_gradcheck)
+from grader.harness import EXACT, F64, GRADCHECK, Mistake, assert_close, assert_true, raised, seeded
+from tests.stage17.helpers import (hand_expert, probe_dropped_in_block, probe_hand_layer, probe_initialisation,
+                                   probe_layer, probe_layer_gradcheck)
 
 
 def sigmoid(z: float) -> float:
@@ -98,7 +98,8 @@ def test_layer_gradcheck_in_float64(target, check):
 
 def probe_layer_options(m) -> dict:
     return {"accepted": raised(m.MoE, 4, 8, 2, 1, 1.0, rng=seeded(0), feed_forward="gelu"),
-            "refused": raised(m.MoE, 4, 8, 2, 1, 1.0, rng=seeded(0), feed_forward="relu", mentions=("feed_forward",))}
+            "refused": raised(m.MoE, 4, 8, 2, 1, 1.0, rng=seeded(0), feed_forward="relu", mentions=("feed_forward",)),
+            "too_many": raised(m.MoE, 4, 8, 2, 3, 1.0, rng=seeded(0), mentions=("top_k",))}
 
 
 @pytest.mark.concept("options")
@@ -108,3 +109,22 @@ def test_layer_refuses_an_unknown_feed_forward(target, check):
     assert_true(got["refused"].get("raised") == "ValueError" and "relu" in got["refused"]["message"],
                 f"MoE(..., feed_forward='relu') must raise ValueError naming 'relu'; got {got['refused']}")
     check(probe_layer_options, tol=EXACT, what="MoE's feed_forward option")
+
+
+@pytest.mark.concept("init")
+def test_initialisation_order_and_scale(check):
+    # Draw order (router, then experts 0..3, then the redraw in named_parameters order) is checked by equality with the
+    # reference on the same seed; float32 because the constructor's draws are what is compared, exactly.
+    got = check(probe_initialisation, seed=1719, layers=3, tol=EXACT, what="MoE's initial parameters")
+    names = got["names"]
+    assert_close(names[:4], ["router.weight", "experts.0.gate.weight", "experts.0.up.weight", "experts.0.down.weight"],
+                 EXACT, "the first parameter names: router, then expert 0's gate, up, down")
+    assert_close(got["dtypes"], ["float32"], EXACT, "the parameters' dtype")
+    values = got["values"]
+    down = np.concatenate([np.ravel(values[f"experts.{e}.down.weight"]) for e in range(4)])  # 4 · 768 draws
+    other = np.concatenate([np.ravel(values[n]) for n in names if not n.endswith("down.weight")])
+    # Sample standard deviations of thousands of normal draws lie within ~3% of the truth: 10% is a safe margin.
+    for what, sample, std in (("the experts' down matrices", down, 0.02 / np.sqrt(6)), ("the other matrices", other,
+                                                                                      0.02)):
+        assert_true(abs(sample.std() / std - 1) < 0.1, f"{what}: std {sample.std():.5f}, expected {std:.5f} "
+                    "(0.02, and 0.02 / sqrt(2 · layers) for the projections into the residual stream)")

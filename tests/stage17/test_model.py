@@ -51,7 +51,9 @@ def test_model_refuses_a_config_that_is_not_moe(target, check):
 def probe_model_options(m) -> dict:
     return {"accepted": raised(m.MoEGPT, moe_config_of(m, MOE), rng=seeded(0)),
             "refused": raised(m.MoEGPT, moe_config_of(m, dict(MOE, feed_forward="swiglu")), rng=seeded(0),
-                              mentions=("moe",))}
+                              mentions=("moe",)),
+            "unknown_expert": raised(m.MoEGPT, moe_config_of(m, dict(MOE, expert_feed_forward="relu")),
+                                     rng=seeded(0), mentions=("relu",))}
 
 
 @pytest.mark.concept("model")

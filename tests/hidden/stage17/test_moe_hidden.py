@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from grader.harness import EXACT, F32, F64, GRADCHECK, Mistake, assert_close, assert_true, raised, seeded
+from grader.harness import EXACT, F32, F64, GRADCHECK, assert_close, assert_true, seeded
 from tests.stage17.helpers import (TINY, hand_expert, probe_balance, probe_capacity, probe_claim, probe_counts,
                                    probe_dropped_in_block, probe_hand_layer, probe_index_add, probe_layer,
                                    probe_layer_gradcheck, probe_moe_loss, probe_top_k, probe_training)
