@@ -9,6 +9,8 @@ from grader.harness import Tol, randomise_parameters, seeded, sibling
 
 TINY = {"vocab_size": 11, "context": 24, "layers": 2, "heads": 4, "width": 16}  # small enough for many probes
 DRAFT = dict(TINY, layers=1)
+
+
 # The error bound |w - q·s| <= s/2 holds in exact arithmetic. The dequantized weight is a float32 product q·s, rounded
 # once: at most 2^-24 relative, |q·s| <= |w| + s/2. The allowance is twice that, 2^-23 (|w| + s): a rounding, never a
 # wrong step (a wrong rounding or a clipped outlier errs by a whole fraction of s, millions of times more).
@@ -16,11 +18,10 @@ def bound_allowance(w: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return 2.0**-23 * (np.abs(w) + scale)
 
 
+
 # float64 models: padding masks add exact zeros (exp(-inf) = 0) but the matmuls sum over more keys in another order,
 # so only the last digits may differ from the sequence run alone.
 PADDED = Tol(1e-10, 1e-12, "float64; masked keys add exact zeros, but the sums run over more keys in another order")
-# Per-output error of a quantized matmul: each term x_i (w_ij - deq_ij) is at most |x_i| s_ij / 2, plus float32
-# roundings of the dequantized weights and of the sums (2^-23 relative, 2^-20 to cover the sums of 16-70 terms).
 PROBABILITY = Tol(0.0, 4e-16, "float64 probabilities of size <= 1; a handful of roundings of 2^-53 each")
 
 
@@ -166,3 +167,46 @@ def probe_batched(m, fields: dict, seed: int, prompts: list, tokens: int) -> dic
     alone = [generate.generate(model, np.array(p, dtype=np.int64), tokens, rng=seeded(0), temperature=0.0)
              for p in prompts]
     return {"together": list(together), "alone": alone}
+
+
+def _softmax64(logits: np.ndarray) -> np.ndarray:
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
+
+
+def _cell_middles(probs: np.ndarray) -> list:
+    """For each token with probability > 0, the u in the middle of its inverse-CDF interval [c_{x-1}, c_x)."""
+    upper = np.cumsum(probs)
+    lower = upper - probs
+    return [(x, (lower[x] + upper[x]) / 2) for x in range(probs.size) if probs[x] > 0]
+
+
+def probe_pipeline_first_token(m, fields: dict, draft_fields: dict, seeds: list, prompt: np.ndarray) -> dict:
+    """The exact law of the first token speculative_generate emits (k = 1, temperature 1), cell by cell.
+
+    The three uniforms it draws (the draft's token, accept or not, the residual's token) cut [0, 1)^3 into cells on
+    which its output is constant: run it once per cell with u at the cell's middle (a ScriptedRng) and add the cell's
+    probability, q(d) · a_d (accepted) or q(d) · (1 - a_d) · r_d(x) (rejected, then x), to the token it emitted.
+    a_d = min(1, p(d)/q(d)) and r = max(0, p - q) / sum are the documented rule, computed here, not by the target."""
+    target, draft = model_of(m, fields, seeds[0]), model_of(m, draft_fields, seeds[1])
+    tensor = sibling(m, "tensor")
+    with tensor.no_grad():
+        p = _softmax64(target(prompt[None, :])[0].data[0, -1].astype(np.float64))  # (V,)
+        q = _softmax64(draft(prompt[None, :])[0].data[0, -1].astype(np.float64))
+    left = np.maximum(p - q, 0.0)
+    r = left / left.sum()
+    law = np.zeros_like(p)
+
+    def first(draws):
+        ids, _ = m.speculative_generate(target, draft, prompt, 2, rng=ScriptedRng(draws + [0.5] * 4), k=1,
+                                        temperature=1.0)
+        return int(ids[prompt.size])
+
+    for d, u_draft in _cell_middles(q):
+        accept = min(1.0, p[d] / q[d])
+        if accept > 0:
+            law[first([u_draft, accept / 2])] += q[d] * accept
+        if accept < 1:
+            for x, u_residual in _cell_middles(r):
+                law[first([u_draft, (1 + accept) / 2, u_residual])] += q[d] * (1 - accept) * r[x]
+    return {"law": law, "target": p}

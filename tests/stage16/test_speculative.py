@@ -13,7 +13,8 @@ import pytest
 
 from grader.harness import EXACT, Mistake, assert_close, assert_true, raised, seeded
 from tests.stage16.helpers import (DRAFT, PADDED, PROBABILITY, TINY, model_of, probe_accept,
-                                   probe_first_token_distribution, probe_speculative, probe_truncate)
+                                   probe_first_token_distribution, probe_pipeline_first_token, probe_speculative,
+                                   probe_truncate)
 
 
 def probe_truncate_refusal(m, keep: int) -> dict:
@@ -112,6 +113,22 @@ def test_greedy_speculative_equals_the_target_alone(check):
         assert_close(stats["accepted"] + stats["rounds"], tokens, EXACT,
                      "every round emits its accepted drafts plus one token: accepted + rounds = new tokens")
         assert_close(stats["rounds"], stats["target_forwards"], EXACT, "one target forward per round")
+
+
+@pytest.mark.concept("speculative")
+def test_sampled_speculative_emits_the_targets_distribution_exactly(check):
+    # No sampling noise: every cell of the draws (draft token, accept or not, residual token) is run once, and the
+    # cells' probabilities are added to the token your speculative_generate emitted there (helpers.py,
+    # probe_pipeline_first_token). The first new token's law must be the target's softmax, to rounding in float64.
+    fields, draft_fields = dict(TINY, vocab_size=5), dict(DRAFT, vocab_size=5)
+    for prompt in ([1, 2, 3], [4]):
+        got = check(probe_pipeline_first_token, fields=fields, draft_fields=draft_fields, seeds=[1618, 1619],
+                    prompt=np.array(prompt), tol=PROBABILITY, what="the first token's law, cell by cell")
+        assert_close(got["law"], got["target"], PROBABILITY,
+                     f"prompt {prompt}: P(first emitted token = x) vs the target's p(x)",
+                     mistakes=(Mistake("the drafts must be judged with the TARGET's probabilities of the same position "
+                                       "(p_1 for d_1: the target's logits at the last prompt token), and a rejection "
+                                       "must draw from the residual, not from p or q", lambda got, want: True),))
 
 
 @pytest.mark.concept("speculative")
