@@ -65,7 +65,7 @@ def test_balance_loss_minimum_and_skew(check):
     assert_close(got["grad"], np.tile([0.0, 0.0, 3.0 / 4], (4, 1)), F64, "gradient E · f_e / N")
 
 
-@pytest.mark.concept("gates")
+@pytest.mark.concept("layer")
 def test_two_experts_both_chosen_add_up(check):
     # k = 2 with E = 2: y = p_0 e_0(x) + p_1 e_1(x); capacity ceil(1 · 2 · 2 / 2) = 2 keeps all.
     x = [0.5, -1.5]
