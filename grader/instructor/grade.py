@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import manifest
+from .. import manifest, source
 from ..manifest import ROOT, Stage
 from .. import report
 from ..sandbox import read_regular, remember_isolation
@@ -273,11 +273,20 @@ def forbidden_imports(package: Path, stage: Stage) -> list[str]:
     return sorted(set(found))
 
 
+def _write_given_modules(into: Path) -> None:
+    """The given modules (source.given_modules: the corpus, the run log, ...), always the reference's: every learner
+    receives them whole, so a submission's copy (missing, edited or stale) never changes a grade."""
+    for module in source.given_modules():
+        (into / f"{module}.py").write_bytes((ROOT / "solutions" / f"{module}.py").read_bytes())
+
+
 def _isolated_package(package: Path, stage: Stage, into: Path) -> Path:
-    """The stage's module from the submission beside the reference's modules for its prerequisites, and nothing else."""
+    """The stage's module from the submission beside the reference's modules for its prerequisites and the given
+    modules, and nothing else."""
     into.mkdir(parents=True)
     for earlier in manifest.prerequisites(stage):
         (into / f"{earlier.module}.py").write_bytes((ROOT / "solutions" / f"{earlier.module}.py").read_bytes())
+    _write_given_modules(into)
     data = read_regular(package / f"{stage.module}.py")
     if isinstance(data, bytes):
         (into / f"{stage.module}.py").write_bytes(data)
@@ -379,6 +388,7 @@ def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dic
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         try:
             package = _unpack(path, Path(scratch) / "unpacked", result["refused"])
+            _write_given_modules(package)
         except SubmissionProblem as problem:
             result["problem"] = str(problem)
             package = None

