@@ -7,9 +7,10 @@
                 `batches` batches of 12 x 64 tokens (nn.estimate_loss, seed 1337: the training run's evaluation);
                 and the weights' bytes. Goals: int8 within 1% relative; bytes of the Linear weights / 4 and / ~7.
   speculative   the target is the model; the draft is its first block (or first two) alone: early exit, the same
-                embeddings, final norm and head, a quarter (a half) of the blocks. `tokens` new tokens after "ROMEO:", greedy and at temperature
-                0.8, k drafts per round: acceptance rate (accepted / drafted), tokens per target forward, and the
-                wall-time speed-up over stage 11's generate with the cache (best of 3). Goals are never asserted.
+                embeddings, final norm and head, a quarter (a half) of the blocks. `tokens` new tokens after
+                "ROMEO:" (capped by the context of 64), greedy and at temperature 0.8, k drafts per round: acceptance
+                rate (accepted / drafted), tokens per target forward, and the wall-time speed-up over stage 11's
+                generate with the cache (best of 3). Goals are never asserted.
   batched       8 prompts of different lengths decoded together against one at a time (greedy), tokens equal and
                 the wall-time ratio.
 """

@@ -63,7 +63,8 @@ def quantize_int4(w: np.ndarray, group: int = 32) -> tuple[np.ndarray, np.ndarra
     scale float16 (G, out)), G = ceil(in / group). The input axis is zero-padded to G · group rows first.
 
     scale = max |group| / 7, rounded UP to a float16 (np.nextafter when float16 rounding went down), so that
-    |w / scale| <= 7; q = clip(round(w / scale), -7, 7), packed with pack_int4. Per element |w - q · scale| <= scale / 2.
+    |w / scale| <= 7; q = clip(round(w / scale), -7, 7), packed with pack_int4.
+    Per element |w - q · scale| <= scale / 2.
     ValueError unless group is even and positive.
     """
     raise NotImplementedError("stage 16 (serving small and fast): quantize_int4")
@@ -159,7 +160,8 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
     """Continue one prompt (P,) by max_new_tokens tokens with draft proposals -> (int64 (P + N,), stats).
 
     Each round: the draft feeds the tokens its cache lacks and proposes k' = min(k, tokens still wanted - 1) tokens,
-    each sampled (stage 11's filter_logits, temperature; one rng.random() each); the target runs ONE forward_cached
+    each drawn with _draw(q, rng) from q = softmax of stage 11's filter_logits(logits, temperature=temperature)
+    (one rng.random() each, all k' before accept_drafts draws its own; p is made the same way); the target runs ONE forward_cached
     over [last token, drafts] (k' + 1 positions); accept_drafts decides; both caches are truncated back to all tokens
     but the last. stats: {"rounds", "drafted", "accepted", "target_forwards"}. ValueError when P + N - 1 exceeds
     either model's context, or k < 1.
@@ -168,15 +170,6 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
 
 
 # ---------------------------------------------------------------------- batched decoding
-
-
-def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache) -> np.ndarray:
-    """Logits (B, T, V) for ids (B, T) at cache slots cache.length .. cache.length + T - 1, row b left-padded by
-    pads[b] slots: its token at slot j sits at position j - pads[b] (pad slots use position 0). Keys at slots
-    < pads[b] are masked with -inf except a pad query's own slot. Same blocks as GPT.forward (eval mode), with per-row
-    RoPE angles or learned rows; ends with cache.advance(T). Row b's logits at real slots equal model(row b alone).
-    """
-    raise NotImplementedError("stage 16 (serving small and fast): padded_forward")
 
 
 def padded_attention(attention, x: Tensor, positions: np.ndarray, bias: np.ndarray, cache, layer: int) -> Tensor:
@@ -189,6 +182,16 @@ def padded_attention(attention, x: Tensor, positions: np.ndarray, bias: np.ndarr
     -inf; merge the heads and apply attention.output. Arrays become Tensors of q's dtype (a float64 model stays so).
     """
     raise NotImplementedError("stage 16 (serving small and fast): padded_attention")
+
+
+def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache) -> np.ndarray:
+    """Logits (B, T, V) for ids (B, T) at cache slots cache.length .. cache.length + T - 1, row b left-padded by
+    pads[b] slots: its token at slot j sits at position j - pads[b] (pad slots use position 0). Keys at slots
+    < pads[b] are masked with -inf except a pad query's own slot (bias (B, 1, T, S) for padded_attention). The blocks
+    as GPT.forward runs them in eval mode (no dropout; pre- or post-norm), attention by padded_attention, learned rows
+    looked up per row; ends with cache.advance(T). Row b's logits at real slots equal model(row b alone).
+    """
+    raise NotImplementedError("stage 16 (serving small and fast): padded_forward")
 
 
 def batched_generate(model: GPT, prompts: list, max_new_tokens: int) -> list[np.ndarray]:

@@ -85,7 +85,8 @@ def quantize_int4(w: np.ndarray, group: int = 32) -> tuple[np.ndarray, np.ndarra
     scale float16 (G, out)), G = ceil(in / group). The input axis is zero-padded to G · group rows first.
 
     scale = max |group| / 7, rounded UP to a float16 (np.nextafter when float16 rounding went down), so that
-    |w / scale| <= 7; q = clip(round(w / scale), -7, 7), packed with pack_int4. Per element |w - q · scale| <= scale / 2.
+    |w / scale| <= 7; q = clip(round(w / scale), -7, 7), packed with pack_int4.
+    Per element |w - q · scale| <= scale / 2.
     ValueError unless group is even and positive.
     """
     ### BEGIN SOLUTION
@@ -255,7 +256,8 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
     """Continue one prompt (P,) by max_new_tokens tokens with draft proposals -> (int64 (P + N,), stats).
 
     Each round: the draft feeds the tokens its cache lacks and proposes k' = min(k, tokens still wanted - 1) tokens,
-    each sampled (stage 11's filter_logits, temperature; one rng.random() each); the target runs ONE forward_cached
+    each drawn with _draw(q, rng) from q = softmax of stage 11's filter_logits(logits, temperature=temperature)
+    (one rng.random() each, all k' before accept_drafts draws its own; p is made the same way); the target runs ONE forward_cached
     over [last token, drafts] (k' + 1 positions); accept_drafts decides; both caches are truncated back to all tokens
     but the last. stats: {"rounds", "drafted", "accepted", "target_forwards"}. ValueError when P + N - 1 exceeds
     either model's context, or k < 1.
@@ -291,7 +293,8 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
                 pending = np.array(proposals[-1:], dtype=np.int64)
             fed = np.array(out[-1:] + proposals, dtype=np.int64)  # (k' + 1,)
             p = probs(forward_cached(target, fed[None, :], caches["target"])[0])  # (k' + 1, V)
-            accepted, token = accept_drafts(p, np.array(draft_probs).reshape(wanted, p.shape[-1]), np.array(proposals), rng)
+            draft_probs = np.array(draft_probs).reshape(wanted, p.shape[-1])  # (k', V), (0, V) when k' = 0
+            accepted, token = accept_drafts(p, draft_probs, np.array(proposals), rng)
             out += proposals[:accepted] + [token]
             for cache in caches.values():
                 cache.truncate(min(cache.length, len(out) - 1))
@@ -304,39 +307,6 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
 
 
 # ---------------------------------------------------------------------- batched decoding
-
-
-def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache) -> np.ndarray:
-    """Logits (B, T, V) for ids (B, T) at cache slots cache.length .. cache.length + T - 1, row b left-padded by
-    pads[b] slots: its token at slot j sits at position j - pads[b] (pad slots use position 0). Keys at slots
-    < pads[b] are masked with -inf except a pad query's own slot. Same blocks as GPT.forward (eval mode), with per-row
-    RoPE angles or learned rows; ends with cache.advance(T). Row b's logits at real slots equal model(row b alone).
-    """
-    ### BEGIN SOLUTION
-    B, T = ids.shape
-    start = cache.length
-    slots = np.arange(start, start + T)  # (T,)
-    positions = np.maximum(slots[None, :] - pads[:, None], 0)  # (B, T)
-    keys = np.arange(start + T)  # (S,)
-    visible = (keys[None, None, :] >= pads[:, None, None]) | (keys[None, None, :] == slots[None, :, None])  # (B, T, S)
-    bias = np.where(visible, 0.0, -np.inf)[:, None]  # (B, 1, T, S), causal comes from the attention itself
-    with no_grad():
-        x = model.token_embedding(ids)  # (B, T, C)
-        if model.position_embedding is not None:
-            x = x + Tensor(model.position_embedding.weight.data[positions], dtype=x.dtype)  # (B, T, C)
-        for layer, block in enumerate(model.blocks):
-            attention = block.attention
-            if block.pre_norm:
-                x = x + padded_attention(attention, block.attention_norm(x), positions, bias, cache, layer)
-                x = x + block.feed_forward(block.feed_forward_norm(x))  # (B, T, C)
-            else:
-                x = block.attention_norm(x + padded_attention(attention, x, positions, bias, cache, layer))
-                x = block.feed_forward_norm(x + block.feed_forward(x))  # (B, T, C)
-        x = model.final_norm(x)
-        logits = x @ model.token_embedding.weight.transpose(1, 0) if model.head is None else model.head(x)
-    cache.advance(T)
-    return logits.data
-    ### END SOLUTION
 
 
 def padded_attention(attention, x: Tensor, positions: np.ndarray, bias: np.ndarray, cache, layer: int) -> Tensor:
@@ -363,6 +333,40 @@ def padded_attention(attention, x: Tensor, positions: np.ndarray, bias: np.ndarr
     y = scaled_dot_product_attention(*(Tensor(a, dtype=q.dtype) for a in (q, keys, values)), causal=attention.causal,
                                      bias=bias)  # (B, H, T, Dh)
     return attention.output(y.transpose(0, 2, 1, 3).reshape(B, T, -1))  # (B, T, C)
+    ### END SOLUTION
+
+
+def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache) -> np.ndarray:
+    """Logits (B, T, V) for ids (B, T) at cache slots cache.length .. cache.length + T - 1, row b left-padded by
+    pads[b] slots: its token at slot j sits at position j - pads[b] (pad slots use position 0). Keys at slots
+    < pads[b] are masked with -inf except a pad query's own slot (bias (B, 1, T, S) for padded_attention). The blocks
+    as GPT.forward runs them in eval mode (no dropout; pre- or post-norm), attention by padded_attention, learned rows
+    looked up per row; ends with cache.advance(T). Row b's logits at real slots equal model(row b alone).
+    """
+    ### BEGIN SOLUTION
+    B, T = ids.shape
+    start = cache.length
+    slots = np.arange(start, start + T)  # (T,)
+    positions = np.maximum(slots[None, :] - pads[:, None], 0)  # (B, T)
+    keys = np.arange(start + T)  # (S,)
+    visible = (keys[None, None, :] >= pads[:, None, None]) | (keys[None, None, :] == slots[None, :, None])  # (B, T, S)
+    bias = np.where(visible, 0.0, -np.inf)[:, None]  # (B, 1, T, S), causal comes from the attention itself
+    with no_grad():
+        x = model.token_embedding(ids)  # (B, T, C)
+        if model.position_embedding is not None:
+            x = x + Tensor(model.position_embedding.weight.data[positions], dtype=x.dtype)  # (B, T, C)
+        for layer, block in enumerate(model.blocks):
+            attention = block.attention
+            if block.pre_norm:
+                x = x + padded_attention(attention, block.attention_norm(x), positions, bias, cache, layer)
+                x = x + block.feed_forward(block.feed_forward_norm(x))  # (B, T, C)
+            else:
+                x = block.attention_norm(x + padded_attention(attention, x, positions, bias, cache, layer))
+                x = block.feed_forward_norm(x + block.feed_forward(x))  # (B, T, C)
+        x = model.final_norm(x)
+        logits = x @ model.token_embedding.weight.transpose(1, 0) if model.head is None else model.head(x)
+    cache.advance(T)
+    return logits.data
     ### END SOLUTION
 
 

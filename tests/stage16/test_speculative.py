@@ -77,7 +77,8 @@ def test_first_token_follows_the_target_exactly(check):
 def test_accept_rule_at_its_threshold(check):
     # One draft d = 1 with p(d) = 0.2, q(d) = 0.4: accepted when u·0.4 < 0.2, i.e. u < 0.5. Below: accepted, and the
     # bonus token is drawn from p_1 = (0, 0, 1). Above: rejected, and the next draw picks from the residual
-    # max(0, p - q) / sum = (0.1, 0, 0.1) / 0.2 = (0.5, 0, 0.5) by inverse CDF: u2 = 0.3 gives token 0, u2 = 0.7 token 2.
+    # max(0, p - q) / sum = (0.1, 0, 0.1) / 0.2 = (0.5, 0, 0.5) by inverse CDF: u2 = 0.3 gives token 0, u2 = 0.7
+    # token 2.
     target = np.array([[0.4, 0.2, 0.4], [0.0, 0.0, 1.0]])
     draft = np.array([[0.3, 0.4, 0.3]])
     cases = [([0.4999, 0.3], {"accepted": 1, "token": 2, "draws_used": 2}),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, F32, assert_close, assert_true, raised, seeded
-from tests.stage16.helpers import (DRAFT, PADDED, PROBABILITY, TINY, bound_allowance, model_of, probe_accept,
+from tests.stage16.helpers import (DRAFT, PADDED, PROBABILITY, TINY, bound_allowance, probe_accept,
                                    probe_batched, probe_first_token_distribution, probe_int4, probe_int8, probe_pack,
                                    probe_padded_forward, probe_quantized_model, probe_speculative, probe_truncate,
                                    weights_with_outliers)
