@@ -199,6 +199,7 @@ def batched_generate(model: GPT, prompts: list, max_new_tokens: int) -> list[np.
 
     Left-pad to the longest prompt (pads[b] = longest - P_b, pad id 0), prefill all rows with one padded_forward,
     then one token per row per step, each the argmax (lowest index on ties) of its row's last logits. Every row equals
-    generate(model, prompt_b, N, temperature=0) alone. ValueError when longest + N - 1 > config.context.
+    generate(model, prompt_b, N, temperature=0) alone. ValueError for an empty prompt, and when longest + N - 1 >
+    config.context.
     """
     raise NotImplementedError("stage 16 (serving small and fast): batched_generate")

@@ -375,14 +375,17 @@ def batched_generate(model: GPT, prompts: list, max_new_tokens: int) -> list[np.
 
     Left-pad to the longest prompt (pads[b] = longest - P_b, pad id 0), prefill all rows with one padded_forward,
     then one token per row per step, each the argmax (lowest index on ties) of its row's last logits. Every row equals
-    generate(model, prompt_b, N, temperature=0) alone. ValueError when longest + N - 1 > config.context.
+    generate(model, prompt_b, N, temperature=0) alone. ValueError for an empty prompt, and when longest + N - 1 >
+    config.context.
     """
     ### BEGIN SOLUTION
     prompts = [np.asarray(p, dtype=np.int64) for p in prompts]
     longest = max(p.size for p in prompts)
-    if min(p.size for p in prompts) < 1 or longest + max_new_tokens - 1 > model.config.context:
-        raise ValueError(f"batched_generate: prompts need a token each and the longest ({longest}) plus "
-                         f"{max_new_tokens} new tokens minus one must fit the context of {model.config.context}")
+    if min(p.size for p in prompts) < 1:
+        raise ValueError("batched_generate: an empty prompt has no token to continue from")
+    if longest + max_new_tokens - 1 > model.config.context:
+        raise ValueError(f"batched_generate: the longest prompt ({longest}) plus {max_new_tokens} new tokens minus one "
+                         f"must fit the context of {model.config.context}")
     pads = np.array([longest - p.size for p in prompts])  # (B,)
     ids = np.zeros((len(prompts), longest), dtype=np.int64)  # (B, longest), pad id 0 on the left
     for row, p in enumerate(prompts):

@@ -15,9 +15,10 @@ from tests.stage16.helpers import PADDED, TINY, model_of, probe_batched, probe_p
 LEARNED = dict(TINY, position="learned", feed_forward="gelu", kv_heads=2)
 
 
-def probe_batched_refusal(m, tokens: int) -> dict:
+def probe_batched_refusal(m, tokens: int, shortest: int = 3) -> dict:
     model = model_of(m, TINY, 1620)
-    return raised(m.batched_generate, model, [np.arange(10), np.arange(3)], tokens, mentions=("context",))
+    return raised(m.batched_generate, model, [np.arange(10), np.arange(shortest)], tokens,
+                  mentions=("context",) if shortest else (["empty", "token"],))
 
 
 def judge_rows(got: dict, what: str) -> None:
@@ -66,3 +67,6 @@ def test_batched_checks_the_context(check):
     check(probe_batched_refusal, tokens=16, tol=EXACT, what="longest 10 + 16 - 1 = 25 > context 24")
     got = check(probe_batched_refusal, tokens=15, tol=EXACT, what="longest 10 + 15 - 1 = 24 fits")
     assert_close([len(row) for row in got["returned"]], [25, 18], EXACT, "lengths of the continued prompts")
+    check(probe_batched_refusal, tokens=3, shortest=0, tol=EXACT, what="an empty prompt has no last token to continue")
+    got = check(probe_batched_refusal, tokens=3, shortest=1, tol=EXACT, what="a one-token prompt is accepted")
+    assert_close([len(row) for row in got["returned"]], [13, 4], EXACT, "lengths with a one-token prompt")

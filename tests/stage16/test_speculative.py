@@ -24,10 +24,10 @@ def probe_truncate_refusal(m, keep: int) -> dict:
     return raised(cache.truncate, keep, mentions=("truncate",))
 
 
-def probe_context_refusal(m, tokens: int) -> dict:
+def probe_context_refusal(m, tokens: int, k: int = 3) -> dict:
     target, draft = model_of(m, TINY, 1611), model_of(m, DRAFT, 1612)
-    return raised(m.speculative_generate, target, draft, np.arange(5), tokens, rng=seeded(0), k=3,
-                  mentions=("context",))
+    return raised(m.speculative_generate, target, draft, np.arange(5), tokens, rng=seeded(0), k=k,
+                  mentions=("context",) if k > 0 else ("k",))
 
 
 @pytest.mark.concept("truncate")
@@ -152,3 +152,6 @@ def test_context_is_checked_up_front(check):
     check(probe_context_refusal, tokens=21, tol=EXACT, what="5 + 21 - 1 > context 24")
     got = check(probe_context_refusal, tokens=20, tol=EXACT, what="5 + 20 - 1 = 24 fits")
     assert_true("returned" in got, "speculative_generate with 24 tokens to see must run")
+    check(probe_context_refusal, tokens=4, k=0, tol=EXACT, what="k = 0 drafts nothing: a ValueError naming k")
+    got = check(probe_context_refusal, tokens=4, k=1, tol=EXACT, what="k = 1 is accepted")
+    assert_true("returned" in got, "speculative_generate with k = 1 must run")
