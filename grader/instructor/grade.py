@@ -421,7 +421,7 @@ def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dic
             entry.update(visible_points=alone.points(False), hidden_points=alone.points(True),
                          cumulative_visible=whole.points(False), cumulative_hidden=whole.points(True),
                          passed=alone.passed(), total=alone.total(),
-                         tests=[{"name": t.name, "hidden": t.hidden, "outcome": t.outcome, "message": _public(t),
+                         tests=[{"name": t.name, "nodeid": t.nodeid, "hidden": t.hidden, "outcome": t.outcome, "message": _public(t),
                                  "hint": t.hint} for t in alone.tests])
             result["stages"].append(entry)
             result["raw"]["tests"] += [{"stage": stage.id, "name": t.name, "outcome": t.outcome,

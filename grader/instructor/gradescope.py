@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import manifest, sandbox
 from ..manifest import ROOT
 from . import build as derived
+from ..suites import scoring
 from . import grade, release
 
 CONFIG = "gradescope.json"
@@ -116,14 +117,15 @@ def results(graded: dict, hidden_visibility: str, seconds: float) -> dict:
                           "status": "failed", "output": entry.get("problem") or "no tests ran",
                           "visibility": "visible", "number": f"{int(stage.id)}.0", "tags": [f"stage {stage.id}"]})
             continue
-        suite_size = {h: sum(t["hidden"] == h for t in entry["tests"]) for h in (False, True)}
+        share = {h: scoring.shares([t.get("nodeid") or t["name"] for t in entry["tests"] if t["hidden"] == h],
+                                   entry["max_hidden"] if h else entry["max_visible"]) for h in (False, True)}
         for i, test in enumerate(entry["tests"], 1):
-            share = (entry["max_hidden"] if test["hidden"] else entry["max_visible"]) / suite_size[test["hidden"]]
+            worth = share[test["hidden"]][test.get("nodeid") or test["name"]]
             passed = test["outcome"] == "passed"
             output = "" if passed else "\n".join(grade.student_text(test["message"] or test["outcome"])) + (
                 f"\n\nHint: {test['hint']}" if test.get("hint") else "")
-            tests.append({"name": f"{stage.label} › {test['name']}", "score": round(share, 4) if passed else 0.0,
-                          "max_score": round(share, 4), "status": "passed" if passed else "failed", "output": output,
+            tests.append({"name": f"{stage.label} › {test['name']}", "score": worth if passed else 0.0,
+                          "max_score": worth, "status": "passed" if passed else "failed", "output": output,
                           "visibility": hidden_visibility if test["hidden"] else "visible",
                           "number": f"{int(stage.id)}.{i}",
                           "tags": [f"stage {stage.id}", "hidden" if test["hidden"] else "visible"]})

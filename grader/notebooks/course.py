@@ -28,6 +28,9 @@ c.ClearSolutions.code_stub = {{"python": {stub!r}}}
 # reference in autograder/, which is outside source/ and so never released. Students' kernels, without this
 # variable, use the kit released beside each notebook (visible suites, judged with the stored expected outputs).
 os.environ.setdefault("WORKBOOK_ROOT", os.path.join(HERE, "autograder"))
+# A failing test cell first shows the points its passed tests earn, each test an equal share of its suite's points
+# (the rule `grader grade` and Gradescope use); nbgrader reads that result as the cell's partial credit.
+os.environ.setdefault("WORKBOOK_PARTIAL_CREDIT", "1")
 '''
 
 

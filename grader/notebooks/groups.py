@@ -1,7 +1,7 @@
 """A stage's suites as pytest collects them, grouped into test cells: one per concept, visible then hidden.
 
-Each group is worth the manifest's points of its suite in proportion to its tests. Collection runs in a subprocess, so
-the suites' modules are never imported into the process that builds the notebooks.
+Each group is worth the shares of its tests in the manifest's points of its suite (grader/suites/scoring.py).
+Collection runs in a subprocess, so the suites' modules are never imported into the process that builds the notebooks.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import manifest
 from ..manifest import ROOT, Stage
+from ..suites import scoring
 from .common import NotebookError
 
 
@@ -83,15 +84,8 @@ def collect(stages: list[Stage]) -> dict[str, list[Group]]:
 
 
 def share(groups: list[Group], total: float) -> None:
-    """Split `total` points over the groups in proportion to their tests, in hundredths that add up exactly."""
-    tests = sum(len(g.nodeids) for g in groups)
-    if not tests:
-        return
-    cents = round(total * 100)
-    exact = [cents * len(g.nodeids) / tests for g in groups]
-    given = [int(e) for e in exact]
-    by_remainder = sorted(range(len(groups)), key=lambda i: (given[i] - exact[i], i))
-    for i in by_remainder[: cents - sum(given)]:
-        given[i] += 1
-    for group, c in zip(groups, given, strict=True):
-        group.points = c / 100
+    """Give each group the sum of its tests' shares of `total` (grader/suites/scoring.py: the rule every channel
+    uses), so a cell is worth exactly what its tests are worth in `grader grade` and on Gradescope."""
+    shares = scoring.cents([n for g in groups for n in g.nodeids], total)
+    for group in groups:
+        group.points = sum(shares[n] for n in set(group.nodeids)) / 100

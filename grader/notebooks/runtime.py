@@ -237,6 +237,30 @@ def _not_run(suite: str, file: str, run: dict) -> str:
     return "not collected: the test is missing (regenerate the notebooks?)"
 
 
+GRADING = "WORKBOOK_PARTIAL_CREDIT"  # set by an nbgrader course's config: test cells then show the points they earn
+
+
+def _show_partial_credit(stage: Stage, nodeids: tuple[str, ...]) -> None:
+    """Under nbgrader (the course's config sets GRADING), show the points this cell's passed tests earn as the cell's
+    result before its verdict: nbgrader reads a grade cell's first result as partial credit, so the cell scores
+    the shares of its passed tests, the rule `grader grade` and Gradescope use (grader/suites/scoring.py)."""
+    import os
+
+    from ..suites import scoring
+
+    if not os.environ.get(GRADING):
+        return
+    earned = 0.0
+    for suite in sorted({Path(n.split("::")[0]).parent.as_posix() for n in nodeids}):
+        run = _KERNEL["runs"][suite][1]
+        ours = [n for n in nodeids if Path(n.split("::")[0]).parent.as_posix() == suite]
+        everyone = set(run["results"]) | set(ours)  # the whole suite's tests share its points
+        points = stage.hidden_points if suite.startswith("tests/hidden/") else stage.visible_points
+        earned += scoring.score(everyone, [n for n in ours if run["results"].get(n, {}).get("outcome") == "passed"],
+                                points)
+    sys.displayhook(round(earned, 2))  # an execute_result, as a cell's last value would be
+
+
 def run_tests(*nodeids: str) -> None:
     """Run these tests of the stage against the notebook's definitions; raise TestsFailed naming every failure.
 
@@ -271,6 +295,8 @@ def run_tests(*nodeids: str) -> None:
             lines += _wrapped(record["message"].strip(), "    ")
             if record["hint"]:  # the stage's page is this notebook's
                 lines += _wrapped(f"hint: {record['hint'].replace(stage.doc, 'the page above')}", "    ")
+    if lines or skipped:
+        _show_partial_credit(stage, nodeids)
     if lines:
         failed = len(nodeids) - passed - skipped
         raise TestsFailed(f"{failed} of {len(nodeids)} tests failed, in this notebook ({notebook_name(stage)}):\n"

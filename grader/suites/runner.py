@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 
 from .. import manifest
 from ..manifest import ROOT, Stage
-from . import targets
+from . import scoring, targets
 
 
 @dataclass
@@ -54,14 +54,13 @@ class StageResult:
         return len(self.select(hidden))
 
     def points(self, hidden: bool | None = None) -> float:
-        """Each test is worth an equal share of its suite's points."""
+        """Each test is worth an equal share of its suite's points, in hundredths (grader/suites/scoring.py)."""
         earned = 0.0
         for suite_hidden, suite_points in ((False, self.stage.visible_points), (True, self.stage.hidden_points)):
             if hidden is not None and hidden != suite_hidden:
                 continue
-            total = self.total(suite_hidden)
-            if total:
-                earned += suite_points * self.passed(suite_hidden) / total
+            tests = self.select(suite_hidden)
+            earned += scoring.score([t.nodeid for t in tests], [t.nodeid for t in tests if t.passed], suite_points)
         return round(earned, 2)
 
     def max_points(self, hidden: bool | None = None) -> float:
