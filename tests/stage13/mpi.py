@@ -448,6 +448,32 @@ def check_gradients(m, comm, config: dict, seed: int, bucket_bytes: list, none_g
     return out
 
 
+def check_gradients_in_place(m, comm, config: dict, seed: int, bucket_bytes: int) -> dict:
+    """allreduce_gradients must write the sums into the gradient arrays the parameters already hold (in place)."""
+    model = build_model(m, config, seed)
+    params = model.parameters()
+    rng = np.random.default_rng([seed, comm.Get_rank()])
+    for p in params:
+        p.grad = rng.normal(size=p.shape).astype(p.data.dtype)
+    arrays = [p.grad for p in params]
+    m.allreduce_gradients(comm, params, m.make_buckets(params, bucket_bytes))
+    return {"in_place": [p.grad is array for p, array in zip(params, arrays)]}
+
+
+def check_zero_schedule(m, comm, config: dict, seed: int, batch: int, lrs: list, clip: float) -> dict:
+    """A learning rate per step (a schedule): data_parallel_step and zero_step with the same rates, the ShardedAdamW
+    made with lrs[0] (zero_step's lr must reach its inner AdamW at every step)."""
+    optim = sibling(m, "optim")
+    ddp_model, zero_model = build_model(m, config, seed), build_model(m, config, seed)
+    ddp = optim.AdamW(ddp_model.parameters(), lr=lrs[0], betas=(0.9, 0.99), weight_decay=0.1)
+    zero = m.ShardedAdamW(comm, zero_model.parameters(), lr=lrs[0], betas=(0.9, 0.99), weight_decay=0.1)
+    for step, lr in enumerate(lrs):
+        batches = global_batches(config, seed + step, batch, 1)
+        m.data_parallel_step(comm, ddp_model, ddp, batches, lr=lr, clip=clip)
+        m.zero_step(comm, zero_model, zero, batches, lr=lr, clip=clip)
+    return {"ddp": flat_parameters(ddp_model), "zero": flat_parameters(zero_model)}
+
+
 def check_one_process(m, comm, config: dict, seed: int, batch: int, accumulation: int, steps: int, lr: float,
                       clip: float) -> dict | None:
     """The same steps in one process with stage 10's train_step on the whole global batches (rank 0 only)."""
