@@ -25,7 +25,9 @@ import json
 import os
 import stat
 import sys
+import shutil
 import tempfile
+import threading
 import time
 import traceback
 import zipfile
@@ -47,6 +49,10 @@ MAX_NAME = 255  # characters of one file or folder name (what most file systems 
 MIN_MEMORY_MB = 256  # measured: Python with NumPy and pytest needs ~150 MB of address space (one BLAS thread)
 MESSAGE_LINES, LINE_CHARACTERS = 15, 240  # of one test's message in a student's feedback
 SHOWN_REFUSALS = 10
+# Default budgets, in probe timeouts (--timeout): a stage's run may take 3 (an honest stage takes seconds), a whole
+# submission 5 (an honest one, every stage, hidden, both passes, takes about a minute; see benchmarks/grading.py), so
+# code that sleeps or spins in every call costs at most 5 minutes at the default 60 s, and the batch goes on.
+STAGE_BUDGET_PROBES, SUBMISSION_BUDGET_PROBES = 3, 5
 GRADEBOOK_COLUMNS = ("submission", "stage", "title", "visible_points", "hidden_points", "max_visible", "max_hidden",
                      "cumulative_visible", "cumulative_hidden", "passed", "total", "problem")
 COLLECTION_FAILED = ("the grader could not load this test (an error on the grader's side, not yours: tell your "
@@ -62,6 +68,14 @@ class Options:
     memory_mb: int = 4096
     force: bool = False
     stages: tuple[str, ...] = ()  # stage ids to grade; empty means every stage
+    stage_budget: float = 0.0  # wall-clock seconds for one stage's run; 0: STAGE_BUDGET_PROBES probe timeouts
+    submission_budget: float = 0.0  # wall-clock seconds for a whole submission; 0: SUBMISSION_BUDGET_PROBES timeouts
+
+    def __post_init__(self) -> None:
+        if not self.stage_budget:
+            object.__setattr__(self, "stage_budget", STAGE_BUDGET_PROBES * self.timeout)
+        if not self.submission_budget:
+            object.__setattr__(self, "submission_budget", SUBMISSION_BUDGET_PROBES * self.timeout)
 
 
 class SubmissionProblem(ValueError):
@@ -384,8 +398,46 @@ def _stage_problem(package: Path, stage: Stage, refused: list[str]) -> str | Non
     return f"forbidden imports in {stage.module}.py: {', '.join(banned)} (stage scores 0)" if banned else None
 
 
+_EXPECTED: dict[str, dict[bool, list[str]]] = {}  # stage id -> hidden -> the test ids its suites hold
+_EXPECTED_LOCK = threading.Lock()
+
+
+def expected_tests(stages: list[Stage]) -> dict[str, dict[bool, list[str]]]:
+    """The test ids of each stage's visible and hidden suites, collected once per process (a test a run never
+    reached still counts, as failed: the score is out of every test, never out of those that happened to run)."""
+    with _EXPECTED_LOCK:
+        missing = [s for s in stages if s.id not in _EXPECTED]
+        if missing:
+            from ..notebooks.groups import collect
+            try:
+                collected = collect(missing)
+            except Exception:  # noqa: BLE001 - a suite that does not collect: its runs record that themselves
+                collected = {s.id: [] for s in missing}
+            for stage_id, groups in collected.items():
+                _EXPECTED[stage_id] = {h: [n for g in groups if g.hidden == h for n in g.nodeids] for h in (False, True)}
+        return {s.id: _EXPECTED[s.id] for s in stages}
+
+
+def _complete(result: runner.StageResult, expected: dict[bool, list[str]], hidden: bool, reason: str) -> None:
+    """Add each test the run did not reach as failed, with `reason` (a budget used up, a run that stopped)."""
+    seen = {t.nodeid for t in result.tests}  # (a test file that did not load is one entry, its path)
+    for suite_hidden in (False, True) if hidden else (False,):
+        for nodeid in expected.get(suite_hidden, []):
+            if nodeid not in seen and nodeid.split("::")[0] not in seen:
+                result.tests.append(runner.TestResult(nodeid, nodeid.split("::", 1)[-1], result.stage.id,
+                                                      suite_hidden, "failed", message=reason))
+
+
+def _not_reached(error: str | None, budget: float, what: str) -> str:
+    if error and error.startswith("the run took longer"):
+        return (f"not run: the {what} budget of {round(budget, 1):g} s was used up before this test (code that sleeps, spins "
+                f"or is very slow in the tests before it?)")
+    return f"not run: the test run stopped before this test ({(error or 'no reason given').splitlines()[0]})"
+
+
 def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dict) -> None:
-    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+    deadline = time.monotonic() + options.submission_budget
+    with tempfile.TemporaryDirectory(prefix="grade-", dir=_scratch_root(options)) as scratch:
         try:
             package = _unpack(path, Path(scratch) / "unpacked", result["refused"])
             _write_given_modules(package)
@@ -395,38 +447,92 @@ def _grade_stages(path: Path, options: Options, stages: list[Stage], result: dic
         reasons = {s.id: result["problem"] if package is None else _stage_problem(package, s, result["refused"])
                    for s in stages}
         runnable = [s for s in stages if not reasons[s.id]]  # a stage that scores 0 anyway costs no worker's time
-        cumulative = {}
+        expected = expected_tests(runnable) if runnable else {}
+        cumulative, short = {}, set()  # short: stages the cumulative run did not finish
         if package is not None and runnable:
+            budget = min(options.stage_budget * len(runnable), max(deadline - time.monotonic(), 1.0))
             run = runner.run(runnable, str(package), hidden=options.hidden, extra=_suite_args(options),
-                             timeout=options.timeout * 60)
+                             timeout=budget)
             cumulative = {r.stage.id: r for r in run.stages}
             result["run_error"] = run.error.splitlines()[0] if run.error else None
             if run.error:
                 result["raw"]["errors"].append(run.error[-6000:])
+                for stage in runnable:
+                    before = len(cumulative[stage.id].tests)
+                    _complete(cumulative[stage.id], expected[stage.id], options.hidden,
+                              _not_reached(run.error, budget, "cumulative run's"))
+                    if len(cumulative[stage.id].tests) > before:
+                        short.add(stage.id)
         for stage in stages:
             if reasons[stage.id]:
                 result["stages"].append(_zero(stage, options, reasons[stage.id]))
                 continue
             whole = cumulative[stage.id]
-            if stage.requires and not whole.complete:  # full marks on its own code need no second opinion
-                isolated = _isolated_package(package, stage, Path(scratch) / f"iso{stage.id}")
-                alone_run = runner.run([stage], str(isolated), hidden=options.hidden, extra=_suite_args(options),
-                                       timeout=options.timeout * 30)
-                alone = alone_run.stages[0]
-                if alone_run.error:
-                    result["raw"]["errors"].append(f"stage {stage.id}, isolated: {alone_run.error[-6000:]}")
+            if (stage.requires and not whole.complete) or stage.id in short:  # full marks on its own code need no
+                remaining = deadline - time.monotonic()                        # second opinion
+                alone = runner.StageResult(stage)
+                if remaining <= 0:
+                    _complete(alone, expected[stage.id], options.hidden,
+                              f"not run: the submission budget of {options.submission_budget:g} s was used up "
+                              f"before this stage")
+                else:
+                    isolated = _isolated_package(package, stage, Path(scratch) / f"iso{stage.id}")
+                    budget = min(options.stage_budget, remaining)
+                    alone_run = runner.run([stage], str(isolated), hidden=options.hidden, extra=_suite_args(options),
+                                           timeout=budget)
+                    alone = alone_run.stages[0]
+                    if alone_run.error:
+                        result["raw"]["errors"].append(f"stage {stage.id}, isolated: {alone_run.error[-6000:]}")
+                        what = "stage" if budget == options.stage_budget else "submission's remaining"
+                        _complete(alone, expected[stage.id], options.hidden, _not_reached(alone_run.error, budget,
+                                                                                          what))
             else:
                 alone = whole  # nothing to swap, or nothing to gain: the isolated pass would give the same score
             entry = _zero(stage, options, None)
             entry.update(visible_points=alone.points(False), hidden_points=alone.points(True),
                          cumulative_visible=whole.points(False), cumulative_hidden=whole.points(True),
                          passed=alone.passed(), total=alone.total(),
-                         tests=[{"name": t.name, "nodeid": t.nodeid, "hidden": t.hidden, "outcome": t.outcome, "message": _public(t),
-                                 "hint": t.hint} for t in alone.tests])
+                         tests=[{"name": t.name, "nodeid": t.nodeid, "hidden": t.hidden, "outcome": t.outcome,
+                                 "message": _public(t), "hint": t.hint} for t in alone.tests])
             result["stages"].append(entry)
             result["raw"]["tests"] += [{"stage": stage.id, "name": t.name, "outcome": t.outcome,
                                         "message": t.message, "details": t.details}
                                        for t in alone.tests if not t.passed]
+
+
+SCRATCH = ".scratch"  # under --out: one folder per grading process, named by its pid
+
+
+def _scratch_root(options: Options) -> Path:
+    root = options.out / SCRATCH / str(os.getpid())
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale_scratch(out: Path) -> list[str]:
+    """Remove the scratch folders of grading processes that are gone (killed, crashed); returns their names."""
+    removed = []
+    root = out / SCRATCH
+    if not root.is_dir():
+        return removed
+    for folder in sorted(root.iterdir()):
+        if folder.name.isdigit() and int(folder.name) != os.getpid() and _alive(int(folder.name)):
+            continue
+        if folder.name == str(os.getpid()):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
 
 
 def student_text(message: str) -> list[str]:
@@ -444,35 +550,74 @@ def refusals(result: dict) -> list[str]:
         [f"- and {len(refused) - SHOWN_REFUSALS} more"] if len(refused) > SHOWN_REFUSALS else [])
 
 
+def _stage_heading(entry: dict) -> str:
+    earned = entry["visible_points"] + entry["hidden_points"]
+    return (f"Stage {entry['stage']} {entry['title']}: {earned:g} / {entry['max_visible'] + entry['max_hidden']:g} "
+            f"points")
+
+
 def feedback(result: dict) -> str:
-    """A learner-facing page: each stage's score and every failed test with its message and hint."""
-    lines = [f"# Feedback for {result['submission']}", ""]
+    """A learner-facing page: the total, one line per stage, one line per failing test, then each failure's details.
+
+    A stage that could not run (no module, a forbidden import) is its one line with the reason; a hidden test shows
+    its name, verdict and hint only (its message would tell the hidden case's inputs).
+    """
+    stages = result["stages"]
+    earned = sum(e["visible_points"] + e["hidden_points"] for e in stages)
+    possible = sum(e["max_visible"] + e["max_hidden"] for e in stages)
+    lines = [f"# Feedback for {result['submission']}", "", f"**Total: {round(earned, 2):g} / {possible:g} points**"
+             + ("" if result.get("hidden") else " (visible tests only)"), ""]
     if result.get("problem"):
         lines += [f"**This submission could not be graded:** {result['problem']}", ""]
     if result.get("refused"):
         lines += ["**Not graded** (only regular files are; links, special files, over-long names and deep folders "
                   "are refused):", *refusals(result), ""]
-    for entry in result["stages"]:
-        earned = entry["visible_points"] + entry["hidden_points"]
-        lines.append(f"## Stage {entry['stage']} {entry['title']}: {earned:g} / "
-                     f"{entry['max_visible'] + entry['max_hidden']:g} points ({entry['passed']}/{entry['total']} tests)")
-        if entry.get("problem") and entry["problem"] != result.get("problem"):
-            lines.append(f"\n**{entry['problem']}**")
-        for test in entry.get("tests", []):
-            if test["outcome"] == "passed":
-                continue
-            if test["hidden"]:  # its message would show the hidden case's inputs: the verdict and the hint only
+    failing = [(entry, test) for entry in stages for test in entry.get("tests", []) if test["outcome"] != "passed"]
+    lines += ["## Stages", ""]
+    for entry in stages:
+        counts = f" ({entry['passed']}/{entry['total']} tests)" if entry.get("tests") else ""
+        reason = entry.get("problem") if entry.get("problem") and entry["problem"] != result.get("problem") else None
+        lines.append(f"- {_stage_heading(entry)}{counts}" + (f": {reason}" if reason else ""))
+    if failing:
+        lines += ["", "## Failing tests", ""]
+        lines += [f"- {entry['stage']} `{test['name']}`" + (" (hidden)" if test["hidden"] else "")
+                  + f": {test['outcome']}" for entry, test in failing]
+        lines += ["", "## Details"]
+        shown_stage = None
+        for entry, test in failing:
+            if entry["stage"] != shown_stage:
+                shown_stage = entry["stage"]
+                lines += ["", f"### {_stage_heading(entry)}"]
+            if test["hidden"]:
                 lines += ["", f"- `{test['name']}` (hidden): {test['outcome']}"]
             else:
                 lines += ["", f"- `{test['name']}`: {test['outcome']}", "", "  ```",
                           *("  " + line for line in student_text(test["message"])), "  ```"]
             if test.get("hint"):
                 lines.append(f"  Hint: {test['hint']}")
-        lines.append("")
+    lines.append("")
     return "\n".join(lines)
 
 
 def _gradebook(results: list[dict]) -> str:
+    """The wide gradebook: one row per student, the points of each stage graded, the total and its maximum."""
+    stage_ids = sorted({e["stage"] for r in results for e in r["stages"]})
+    columns = ["submission", *stage_ids, "total", "max_total", "problem"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for result in sorted(results, key=lambda r: r["submission"]):
+        row = {"submission": result["submission"], "problem": result.get("problem") or ""}
+        for entry in result["stages"]:
+            row[entry["stage"]] = f"{round(entry['visible_points'] + entry['hidden_points'], 2):g}"
+        row["total"] = f"{round(sum(e['visible_points'] + e['hidden_points'] for e in result['stages']), 2):g}"
+        row["max_total"] = f"{sum(e['max_visible'] + e['max_hidden'] for e in result['stages']):g}"
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _stage_rows(results: list[dict]) -> str:
+    """gradebook-stages.csv: one row per submission and stage graded, with the details of each score."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=GRADEBOOK_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -509,12 +654,15 @@ def check_options(options: Options) -> None:
     if options.memory_mb < MIN_MEMORY_MB:
         raise GradingError(f"--memory {options.memory_mb} MB is below the {MIN_MEMORY_MB} MB that Python with NumPy "
                            f"needs to start: every test would fail")
+    for flag, value in (("--stage-budget", options.stage_budget), ("--submission-budget", options.submission_budget)):
+        if not (value > 0 and value != float("inf")):
+            raise GradingError(f"{flag} must be a positive number of seconds, not {value:g}")
     if options.jobs < 1:
         raise GradingError(f"--jobs must be at least 1, not {options.jobs}")
     out = options.out
     if out.exists() and not out.is_dir():
         raise GradingError(f"--out {out} is a file, not a folder")
-    for name in ("gradebook.csv", "summary.json"):
+    for name in ("gradebook.csv", "gradebook-stages.csv", "summary.json"):
         if (out / name).exists() and not (out / name).is_file():
             raise GradingError(f"{out / name} exists and is not a file (a folder?): move it away, it is rewritten")
     for name in ("results", "feedback", "raw"):
@@ -531,11 +679,14 @@ def grade(paths: list[Path], options: Options, on_progress=None) -> dict:
         raise SubmissionProblem(f"two submissions share the name(s) {sorted(duplicates)}; rename one")
     results_dir = options.out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    stale = clean_stale_scratch(options.out)  # left by a run that was killed
     remember_isolation()  # found once here, not again in every suite run
     pending, skipped = [], []
+    chosen = [s.id for s in _chosen(options)]
     for path in paths:
         stored = _stored(results_dir / f"{submission_name(path)}.json")
-        if stored is not None and not options.force and stored.get("digest") and stored["digest"] == _digest(path):
+        if (stored is not None and not options.force and stored.get("digest") and stored["digest"] == _digest(path)
+                and [e["stage"] for e in stored["stages"]] == chosen and stored.get("hidden") == options.hidden):
             skipped.append(submission_name(path))
         else:
             pending.append(path)  # new, changed, forced, or a damaged result: graded (again)
@@ -568,9 +719,12 @@ def grade(paths: list[Path], options: Options, on_progress=None) -> dict:
             damaged.append(stored_path.name)
         else:
             results.append(stored)
+    shutil.rmtree(options.out / SCRATCH / str(os.getpid()), ignore_errors=True)
     _write_atomically(options.out / "gradebook.csv", _gradebook(results))
+    _write_atomically(options.out / "gradebook-stages.csv", _stage_rows(results))
     summary = {
         "graded": [submission_name(p) for p in pending], "skipped": skipped, "damaged": damaged,
+        "stale_scratch_removed": stale,
         "submissions": [{"submission": r["submission"], "problem": r.get("problem"),
                          "points": round(sum(e["visible_points"] + e["hidden_points"] for e in r["stages"]), 2),
                          "max_points": sum(e["max_visible"] + e["max_hidden"] for e in r["stages"]),
@@ -583,8 +737,14 @@ def grade(paths: list[Path], options: Options, on_progress=None) -> dict:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions into --out: gradebook.csv, feedback/<name>.md, results/<name>.json, raw/<name>.json,
     summary.json."""
+    try:
+        chosen = tuple(s.id for s in manifest.select(args.stages or []))
+    except (KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     options = Options(out=Path(args.out), hidden=args.hidden, jobs=args.jobs, timeout=args.probe_timeout,
-                      memory_mb=args.memory, force=args.force)
+                      memory_mb=args.memory, force=args.force, stages=chosen if args.stages else (),
+                      stage_budget=args.stage_budget or 0.0, submission_budget=args.submission_budget or 0.0)
     paths = [Path(p) for p in args.submissions]
     missing = [str(p) for p in paths if not os.path.lexists(p)]
     if missing:
@@ -656,4 +816,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--memory", type=_memory, default=4096,
                         help=f"MB of address space for submission code (default 4096, at least {MIN_MEMORY_MB})")
     parser.add_argument("--force", action="store_true", help="grade again submissions already graded")
+    parser.add_argument("--stage-budget", type=_positive_seconds, default=None,
+                        help=f"wall-clock seconds for one stage's run (default {STAGE_BUDGET_PROBES} x --timeout); "
+                             f"tests not reached then fail, naming the budget")
+    parser.add_argument("--submission-budget", type=_positive_seconds, default=None,
+                        help=f"wall-clock seconds for one submission (default {SUBMISSION_BUDGET_PROBES} x --timeout)")
+    parser.add_argument("--stages", nargs="+", metavar="STAGE", help="grade only these stages (default: all)")
     parser.set_defaults(func=cmd_grade)

@@ -140,7 +140,8 @@ def _environment() -> dict[str, str]:
     # the learner's folder; the runner adds no cache folder and no traceback text (formatting it took a second for a
     # stub's suite; the plugin records what it needs).
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # the grader first
-    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "GRADER_PARENT": str(os.getpid())}  # the run dies with this process (plugin.py), and its workers with it
 
 
 class Warm:
