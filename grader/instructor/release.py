@@ -30,10 +30,57 @@ SHIPPED = ("README.md", "requirements.txt", "pyproject.toml", ".gitignore", "doc
            "tests/grader/test_harness.py", "notebooks/student")
 CACHES = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".grader", ".git"}
 TEXT_SUFFIXES = (".py", ".md", ".ipynb", ".json", ".toml", ".txt", ".cfg", ".sh", ".html")
-RELEASE_NOTE = """> **Student release.** The reference solutions and the hidden tests are not part of this kit: the visible tests
-> compare your code with stored expected outputs (`tests/expected/`), and `python -m pytest` checks `exercises/`.
+STUDENT_README = """{title}
 
+A workbook that takes you from counting characters to a GPT-style transformer, one auto-graded stage at a time, with
+nothing but NumPy. Each stage is one module for you to write in `exercises/`, a page of derivations in `docs/`, and a
+test suite that checks values, not shapes, with messages that say what was expected, what came and where.
+
+## Two commands
+
+```bash
+pip install -r requirements.txt    # once (Python 3.10 or newer; a virtual environment is a good idea)
+python -m grader                   # your progress, the next stage, the file to open and its first failing test
+```
+
+Then keep `python -m grader watch` running beside your editor: it checks the stage you are on every time you save.
+
+## The stages
+
+| Stage | You build | You edit | Read |
+| --- | --- | --- | --- |
+{table}
+
+Every function you write is a stub that raises `NotImplementedError("stage NN (...): name")`; its docstring has the
+math, the shapes and the conventions. Later stages import earlier ones (`from .tensor import Tensor`), so your
+attention runs on your own tensor engine.{notebooks}
+
+## Every command
+
+| Command | What it does |
+| --- | --- |
+| `python -m grader` | your progress through the stages and what to do next |
+| `python -m grader check NN` | every test of stage NN against your code (`check NN FUNCTION`, or `-k WORDS`, for one function) |
+| `python -m grader watch` | checks the current stage again each time a file changes (Ctrl-C stops) |
+| `python -m grader hint [NN]` | the next hint for the first failing test: a nudge, then the page to read, then the formula |
+| `python -m grader reset NN [FUNCTION]` | puts a stage's stubs (or one function's) back, keeping a backup of what it replaced |
+| `python -m grader submit` | writes the zip to hand in: your stage modules (or `--notebooks`) with their digests |
+| `python -m grader reveal NN` | the reference module of a stage once your code passes it, when your course provides it |
+| `python -m pytest tests/stageNN` | the same tests with pytest's own output |
+
+The tests compare your code with stored expected outputs (`tests/expected/`), so they run without any reference code.
 """
+
+
+def student_readme() -> str:
+    """The kit's README.md, written for learners, naming only what the kit holds."""
+    title = (ROOT / "README.md").read_text(encoding="utf-8").partition("\n")[0]
+    rows = [f"| {s.id} | {s.title}: {s.summary} | `exercises/{s.module}.py` | [{s.doc}]({s.doc}) |"
+            for s in manifest.stages()]
+    notebooks = ("\n\nYou may work in notebooks instead: `notebooks/student/` holds one per stage, each with the "
+                 "stage's page, its code cells and its tests; `python -m grader submit --notebooks` hands them in.")
+    has_notebooks = any((ROOT / "notebooks" / "student").glob("*.ipynb"))
+    return STUDENT_README.format(title=title, table="\n".join(rows), notebooks=notebooks if has_notebooks else "")
 
 
 class ReleaseError(RuntimeError):
@@ -116,9 +163,7 @@ def build(out: Path) -> Path:
         copy_into(relative, out)
     write_exercises(out)
     pristine.ship(out)  # grader/pristine/: what `python -m grader reset` restores in a kit without solutions/
-    readme = out / "README.md"
-    title, _, rest = readme.read_text(encoding="utf-8").partition("\n")
-    readme.write_text(f"{title}\n\n{RELEASE_NOTE}{rest.lstrip()}", encoding="utf-8", newline="\n")
+    (out / "README.md").write_text(student_readme(), encoding="utf-8", newline="\n")
     return out
 
 
