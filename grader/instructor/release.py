@@ -32,6 +32,8 @@ CACHES = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".grader", ".git
 TEXT_SUFFIXES = (".py", ".md", ".ipynb", ".json", ".toml", ".txt", ".cfg", ".sh", ".html")
 STUDENT_README = """{title}
 
+> **Student release**: everything you need to work through every stage, on your own machine.
+
 A workbook that takes you from counting characters to a GPT-style transformer, one auto-graded stage at a time, with
 nothing but NumPy. Each stage is one module for you to write in `exercises/`, a page of derivations in `docs/`, and a
 test suite that checks values, not shapes, with messages that say what was expected, what came and where.
