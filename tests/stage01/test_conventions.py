@@ -16,13 +16,14 @@ from tests.stage01.helpers import VALUE_ERROR
 
 
 def probe_empty_text(m) -> dict:
-    return raised(m.CharTokenizer, "")
+    return {"empty": raised(m.CharTokenizer, ""), "one character": list(m.CharTokenizer("a").vocab)}
 
 
 @pytest.mark.concept("tokenizer")
 def test_an_empty_text_has_no_vocabulary(check):
-    got = check(probe_empty_text, tol=EXACT, what="CharTokenizer('')")
-    assert_close(got, VALUE_ERROR, EXACT, "CharTokenizer(''): an empty text has no vocabulary, so ValueError")
+    got = check(probe_empty_text, tol=EXACT, what="CharTokenizer('') and CharTokenizer('a')")
+    assert_close(got["empty"], VALUE_ERROR, EXACT, "CharTokenizer(''): an empty text has no vocabulary, so ValueError")
+    assert_close(got["one character"], ["a"], EXACT, "CharTokenizer('a').vocab: the smallest text is fine")
 
 
 def probe_decode_outside(m, text: str, ids: list) -> dict:

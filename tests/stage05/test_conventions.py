@@ -15,9 +15,12 @@ from tests.stage05.helpers import adam_by_hand, optimizer, probe_steps, set_grad
 # ---------------------------------------------------------------- hyperparameters
 
 
-def probe_bad_hyperparameters(m, cases: dict) -> dict:
+def probe_bad_hyperparameters(m, cases: dict, accepted: dict) -> dict:
     params = tensors(m, [[1.0, 2.0]])
-    return {name: raised(lambda spec: optimizer(m, params, spec), spec) for name, spec in cases.items()}
+    result = {name: raised(lambda spec: optimizer(m, params, spec), spec) for name, spec in cases.items()}
+    result.update({name: type(optimizer(m, tensors(m, [[1.0, 2.0]]), spec)).__name__
+                   for name, spec in accepted.items()})
+    return result
 
 
 @pytest.mark.concept("validation")
@@ -25,11 +28,17 @@ def test_impossible_hyperparameters_raise_value_error(check):
     cases = {"SGD, nesterov with momentum 0": {"kind": "SGD", "lr": 0.1, "nesterov": True},
              "Adam, beta1 = 1": {"kind": "Adam", "betas": [1.0, 0.999]},
              "AdamW, beta2 = 1": {"kind": "AdamW", "betas": [0.9, 1.0]}}
-    got = check(probe_bad_hyperparameters, cases=cases, tol=EXACT, what="optimizers made with impossible settings")
+    accepted = {"SGD, nesterov with momentum 0.9": {"kind": "SGD", "lr": 0.1, "momentum": 0.9, "nesterov": True},
+                "Adam, beta1 = 0.999999": {"kind": "Adam", "betas": [0.999999, 0.999]},
+                "AdamW, beta2 = 0": {"kind": "AdamW", "betas": [0.9, 0.0]}}
+    got = check(probe_bad_hyperparameters, cases=cases, accepted=accepted, tol=EXACT,
+                what="optimizers made with impossible settings, then with settings at the edge")
     for name in cases:
         assert_close(got[name], {"raised": "ValueError"}, EXACT,
                      f"{name}: ValueError (Nesterov needs a momentum buffer; beta = 1 makes the bias correction "
                      f"divide by 1 - 1^t = 0)")
+    for name, spec in accepted.items():
+        assert_close(got[name], spec["kind"], EXACT, f"{name}: a valid setting, so the optimizer is made")
 
 
 # ---------------------------------------------------------------- Adam's per-parameter step count

@@ -68,15 +68,21 @@ def test_alibi_slopes_for_a_head_count_that_is_not_a_power_of_two(check):
 # ---------------------------------------------------------------- the module
 
 
-def probe_bad_heads(m, cases: list) -> dict:
-    return {f"MultiHeadAttention({w}, {h}, {kv})": raised(
+def probe_bad_heads(m, cases: list, good: list) -> dict:
+    result = {f"MultiHeadAttention({w}, {h}, {kv})": raised(
         lambda: m.MultiHeadAttention(w, h, kv, rng=np.random.default_rng(0))) for w, h, kv in cases}
+    w, h, kv = good
+    module = m.MultiHeadAttention(w, h, kv, rng=np.random.default_rng(0))
+    result["good"] = [module.heads, module.kv_heads, module.head_dim]
+    return result
 
 
 @pytest.mark.concept("gqa")
 def test_heads_that_do_not_divide_raise_value_error(check):
     cases = [[8, 4, 3], [8, 3, 1], [12, 6, 4]]
-    got = check(probe_bad_heads, cases=cases, tol=EXACT, what="MultiHeadAttention with heads that do not divide")
+    got = check(probe_bad_heads, cases=cases, good=[12, 6, 3], tol=EXACT,
+                what="MultiHeadAttention with heads that do not divide")
+    assert_close(got.pop("good"), [6, 3, 2], EXACT, "MultiHeadAttention(12, 6, 3): [heads, kv_heads, head_dim]")
     for name, record in got.items():
         assert_close(record, {"raised": "ValueError"}, EXACT,
                      f"{name}: heads must divide width and kv_heads must divide heads, checked when it is made")

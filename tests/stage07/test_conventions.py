@@ -45,15 +45,21 @@ def test_block_dropout_follows_both_sublayers(check, pre_norm):
                  "submodules", mistakes=(Mistake(both.description, lambda got, want: True),))
 
 
-def probe_bad_block_options(m, options: list) -> dict:
-    return {str(option): raised(lambda: m.Block(8, 2, rng=seeded(0), **option), mentions=list(option.values()))
-            for option in options}
+def probe_bad_block_options(m, options: list, good: dict) -> dict:
+    result = {str(option): raised(lambda: m.Block(8, 2, rng=seeded(0), **option), mentions=list(option.values()))
+              for option in options}
+    block = m.Block(8, 2, rng=seeded(0), **good)
+    result["good"] = [type(block.attention_norm).__name__, type(block.feed_forward).__name__]
+    return result
 
 
 @pytest.mark.concept("block-options")
 def test_unknown_norm_or_feed_forward_raises_value_error_naming_it(check):
     options = [{"feed_forward": "swigl"}, {"feed_forward": "mlp"}, {"norm": "rmsnorm"}]
-    got = check(probe_bad_block_options, options=options, tol=EXACT, what="Block with an unknown option")
+    got = check(probe_bad_block_options, options=options, good={"norm": "layer", "feed_forward": "gelu"}, tol=EXACT,
+                what="Block with an unknown option")
+    assert_close(got.pop("good"), ["LayerNorm", "MLP"], EXACT,
+                 "Block(8, 2, norm='layer', feed_forward='gelu'): the classes of attention_norm and feed_forward")
     for option in options:
         assert_close(got[str(option)], {"raised": "ValueError", "mentions": list(option.values())}, EXACT,
                      f"Block(8, 2, {option}): ValueError naming the option (a typo must not fall back to another "

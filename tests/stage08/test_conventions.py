@@ -29,31 +29,37 @@ def test_split_on_special_of_an_empty_text_is_empty(check):
                  "text that is one special token", mistakes=(empty,))
 
 
-def probe_bad_special_tokens(m, cases: list) -> dict:
-    return {repr(specials): raised(m.Tokenizer, [], specials) for specials in cases}
+def probe_bad_special_tokens(m, cases: list, good: list) -> dict:
+    result = {repr(specials): raised(m.Tokenizer, [], specials) for specials in cases}
+    result["good"] = m.Tokenizer([], good).vocab_size
+    return result
 
 
 @pytest.mark.concept("errors")
 def test_special_tokens_must_be_distinct_non_empty_and_without_whitespace(check):
     cases = [["<end of text>"], ["<|a|>", "<|b|>\n"], [""], [EOT, EOT]]
-    got = check(probe_bad_special_tokens, cases=cases, tol=EXACT, what="Tokenizer([], special_tokens)")
+    got = check(probe_bad_special_tokens, cases=cases, good=["<|a|>", EOT], tol=EXACT,
+                what="Tokenizer([], special_tokens)")
+    assert_close(got["good"], 258, EXACT, f"Tokenizer([], ['<|a|>', {EOT!r}]).vocab_size: 256 bytes and 2 specials")
     for specials in cases:
         assert_close(got[repr(specials)], {"raised": "ValueError"}, EXACT,
                      f"Tokenizer([], {specials!r}): a special token with whitespace would be cut by pre-tokenization "
                      f"and by streaming; empty or repeated ones have no single id")
 
 
-def probe_merge_using_its_own_id(m, merges: list) -> dict:
-    return raised(m.Tokenizer, [tuple(pair) for pair in merges], mentions=["1"])
+def probe_merge_using_its_own_id(m, merges: list, good: list) -> dict:
+    return {"bad": raised(m.Tokenizer, [tuple(pair) for pair in merges], mentions=["1"]),
+            "good": m.Tokenizer([tuple(pair) for pair in good]).vocab[257].decode("latin-1")}
 
 
 @pytest.mark.concept("errors")
 def test_a_merge_may_not_use_its_own_id(check):
     # merge 1 makes id 257, so (97, 257) uses an id that does not exist before it (the bound is < 256 + r, not <=)
-    got = check(probe_merge_using_its_own_id, merges=[[97, 98], [97, 257]], tol=EXACT,
+    got = check(probe_merge_using_its_own_id, merges=[[97, 98], [97, 257]], good=[[97, 98], [97, 256]], tol=EXACT,
                 what="Tokenizer([(97, 98), (97, 257)])")
-    assert_close(got, {"raised": "ValueError", "mentions": ["1"]}, EXACT,
+    assert_close(got["bad"], {"raised": "ValueError", "mentions": ["1"]}, EXACT,
                  "merge 1 = (97, 257) uses its own id 257: ValueError naming the merge's index 1")
+    assert_close(got["good"], "aab", EXACT, "Tokenizer([(97, 98), (97, 256)]).vocab[257]: 'a' + 'ab', the id before it")
 
 
 def probe_special_text(m, merges: list) -> dict:

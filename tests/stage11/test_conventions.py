@@ -45,16 +45,18 @@ def test_top_p_runs_before_min_p(check):
 
 def probe_filter_dtypes(m, logits: np.ndarray) -> dict:
     logits = logits.astype(np.float32)
-    return {"top_k_filter": str(m.top_k_filter(logits, 2).dtype), "top_p_filter": str(m.top_p_filter(logits, 0.9).dtype),
-            "min_p_filter": str(m.min_p_filter(logits, 0.1).dtype),
-            "filter_logits": str(m.filter_logits(logits, top_k=2).dtype)}
+    filtered = {"top_k_filter": m.top_k_filter(logits, 2), "top_p_filter": m.top_p_filter(logits, 0.9),
+                "min_p_filter": m.min_p_filter(logits, 0.1), "filter_logits": m.filter_logits(logits, top_k=2)}
+    return {"dtypes": {name: str(np.asarray(value).dtype) for name, value in filtered.items()}, "filtered": filtered}
 
 
 @pytest.mark.concept("top-k")
 def test_filters_return_float64_for_float32_logits(check):
-    got = check(probe_filter_dtypes, logits=seeded(1151).normal(size=(2, 5)), tol=EXACT, what="filters of float32")
-    assert_close(got, dict.fromkeys(got, "float64"), EXACT,
+    got = check(probe_filter_dtypes, logits=seeded(1151).normal(size=(2, 5)), tol=FILTERED, what="filters of float32")
+    assert_close(got["dtypes"], dict.fromkeys(got["dtypes"], "float64"), EXACT,
                  "the dtype each filter returns for float32 logits (the docstrings: float64 (..., V))")
+    assert_close(kept(got["filtered"]["top_k_filter"]).sum(axis=-1), np.array([2, 2]), EXACT,
+                 "tokens kept per row by top_k_filter(logits, 2)")
 
 
 def probe_training_mode_kept(m, config: dict, seed: int, prompt: list) -> dict:
