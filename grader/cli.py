@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(func=progress.cmd_progress)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     from . import notebooks
-    from .instructor import build, docs, grade, gradescope, mutants, release, site
-    for module in (*LEARNER, grade, build, release, docs, gradescope, mutants, notebooks, site):
+    from .instructor import build, classroom, docs, grade, gradescope, mutants, release, site
+    for module in (*LEARNER, grade, build, release, docs, gradescope, classroom, mutants, notebooks, site):
         module.register(commands)
     return parser
 
