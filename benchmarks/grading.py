@@ -1,14 +1,16 @@
-"""python -m benchmarks.grading [--jobs 1] [--json PATH]
+"""python -m benchmarks.grading [--jobs 1] [--only honest unfinished hostile] [--json PATH]
 
 How long batch grading takes, measured as an instructor meets it (whole `python -m grader grade` processes, every
 stage, hidden suites included, default --timeout and budgets):
 
   honest    the reference's modules as a submission (cumulative pass; the isolated pass runs for any stage that is
             not complete on the submission's own earlier stages)
+  unfinished  the same, with stage 03's module left as the skeleton: every later stage fails on the submission's
+            own tensor engine, so its isolated pass runs too (the most an honest submission costs)
   hostile   the same modules, every function and method of which sleeps 1000 s before it answers: each probe runs
             into --timeout and the stage and submission budgets (grader/instructor/grade.py) cut the rest off
 
-Goals (issue 10), on 2 cores: honest <= 180 s, hostile <= 300 s. They are goals, never assertions: timings on shared
+Goals (issue 10), on 2 cores: honest (and unfinished) <= 180 s, hostile <= 300 s. They are goals, never assertions: timings on shared
 machines are noisy, so the load average is printed beside them, with the points each submission got (an honest one
 must keep full marks: a budget that cut it off would show here).
 """
@@ -28,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from grader import manifest  # noqa: E402
 
-GOALS = {"honest": 180.0, "hostile": 300.0}
+GOALS = {"honest": 180.0, "unfinished": 180.0, "hostile": 300.0}
+UNFINISHED = "03"  # its module stays the skeleton in the unfinished submission
 SLEEPER = '''
 
 import functools as _functools
@@ -53,11 +56,12 @@ for _name, _value in list(globals().items()):
 '''
 
 
-def submission(folder: Path, sleeping: bool) -> Path:
+def submission(folder: Path, sleeping: bool, unfinished: bool = False) -> Path:
     """Every stage's module from solutions/, as a learner's exercises/ folder would hold them."""
     folder.mkdir(parents=True)
     for stage in manifest.stages():
-        text = (ROOT / "solutions" / f"{stage.module}.py").read_text(encoding="utf-8")
+        origin = "exercises" if unfinished and stage.id == UNFINISHED else "solutions"
+        text = (ROOT / origin / f"{stage.module}.py").read_text(encoding="utf-8")
         (folder / f"{stage.module}.py").write_text(text + (SLEEPER if sleeping else ""), encoding="utf-8")
     return folder
 
@@ -78,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--only", nargs="+", choices=list(GOALS), help="measure only these submissions")
     args = parser.parse_args(argv)
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch:
-        for name in ("honest", "hostile"):
-            folder = submission(Path(scratch) / name, sleeping=name == "hostile")
+        for name in args.only or list(GOALS):
+            folder = submission(Path(scratch) / name, sleeping=name == "hostile", unfinished=name == "unfinished")
             figures[name] = graded(folder, Path(scratch) / f"out-{name}", args.jobs)
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             f = figures[name]
