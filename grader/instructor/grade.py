@@ -414,7 +414,8 @@ def expected_tests(stages: list[Stage]) -> dict[str, dict[bool, list[str]]]:
             except Exception:  # noqa: BLE001 - a suite that does not collect: its runs record that themselves
                 collected = {s.id: [] for s in missing}
             for stage_id, groups in collected.items():
-                _EXPECTED[stage_id] = {h: [n for g in groups if g.hidden == h for n in g.nodeids] for h in (False, True)}
+                _EXPECTED[stage_id] = {hidden: [n for g in groups if g.hidden == hidden for n in g.nodeids]
+                                       for hidden in (False, True)}
         return {s.id: _EXPECTED[s.id] for s in stages}
 
 
@@ -430,8 +431,8 @@ def _complete(result: runner.StageResult, expected: dict[bool, list[str]], hidde
 
 def _not_reached(error: str | None, budget: float, what: str) -> str:
     if error and error.startswith("the run took longer"):
-        return (f"not run: the {what} budget of {round(budget, 1):g} s was used up before this test (code that sleeps, spins "
-                f"or is very slow in the tests before it?)")
+        return (f"not run: the {what} budget of {round(budget, 1):g} s was used up before this test (code that "
+                f"sleeps, spins or is very slow in the tests before it?)")
     return f"not run: the test run stopped before this test ({(error or 'no reason given').splitlines()[0]})"
 
 
