@@ -11,8 +11,8 @@ stage, hidden suites included, default --timeout and budgets):
             into --timeout and the stage and submission budgets (grader/instructor/grade.py) cut the rest off
 
 Goals (issue 10), on 2 cores: honest (and unfinished) <= 180 s, hostile <= 300 s. They are goals, never assertions:
-timings on shared machines are noisy, so the load average is printed beside them, with the points each submission got (an honest one
-must keep full marks: a budget that cut it off would show here).
+timings on shared machines are noisy, so the load average is printed beside them, with the points each submission
+got (an honest one must keep full marks: a budget that cut it off would show here).
 """
 from __future__ import annotations
 
