@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .. import manifest
@@ -98,8 +99,8 @@ def cmd_classroom(args: argparse.Namespace) -> int:
     """Write OUT_DIR/.github/workflows/classroom.yml."""
     try:
         stages = manifest.select(args.stages)
-    except KeyError as error:
-        print(f"error: {error}")
+    except KeyError as error:  # an unknown stage id: the message lists the stages
+        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
     path = write(Path(args.out), stages)
     total = sum(s.visible_points for s in stages)

@@ -740,8 +740,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     summary.json."""
     try:
         chosen = tuple(s.id for s in manifest.select(args.stages or []))
-    except (KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (KeyError, ValueError) as error:  # an unknown stage id: the message lists the stages
+        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
     options = Options(out=Path(args.out), hidden=args.hidden, jobs=args.jobs, timeout=args.probe_timeout,
                       memory_mb=args.memory, force=args.force, stages=chosen if args.stages else (),
