@@ -98,16 +98,17 @@ class Outcome:
 # ---------------------------------------------------------------- definitions
 
 
-def definitions_file(stage: Stage) -> Path:
-    return MUTANTS / f"stage{stage.id}.toml"
+def definitions_file(stage: Stage, folder: Path | None = None) -> Path:
+    return (folder or MUTANTS) / f"stage{stage.id}.toml"
 
 
-def load(stage: Stage) -> list[Mutant]:
-    """The mutants of a stage, validated field by field (an empty list when the stage has no file)."""
-    path = definitions_file(stage)
+def load(stage: Stage, folder: Path | None = None) -> list[Mutant]:
+    """The mutants of a stage (from `folder`, default tests/mutants/), validated field by field; an empty list when the
+    stage has no file."""
+    path = definitions_file(stage, folder)
     if not path.exists():
         return []
-    where = path.relative_to(ROOT).as_posix()
+    where = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -137,7 +138,7 @@ def mutated_source(mutant: Mutant, text: str | None = None) -> str:
     reported rather than silently mutating something else.
     """
     stage = manifest.stage(mutant.stage)
-    where = f"tests/mutants/stage{stage.id}.toml, mutant {mutant.name!r}"
+    where = f"stage {stage.id}'s mutant {mutant.name!r}"
     if text is None:
         text = (ROOT / "solutions" / f"{stage.module}.py").read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
@@ -223,7 +224,10 @@ def run_stage(stage: Stage, mutants: list[Mutant], first: bool = False, timeout:
                 process.wait(timeout=timeout)
                 stopped = None
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                if hasattr(os, "killpg"):
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:  # pragma: no cover - Windows has no process groups to kill
+                    process.kill()
                 process.wait()
                 stopped = f"the stage's run took longer than {timeout:g} s and was stopped"
         reported = {}
@@ -277,19 +281,21 @@ def run_isolated(stage: Stage, mutant: Mutant) -> Outcome:
 
 
 def run(stages: list[Stage], first: bool = False, jobs: int = 2, names: tuple[str, ...] = (),
-        isolated: bool = False) -> list[Outcome]:
-    """The outcomes of every mutant of `stages` (only those named in `names`, when given), in stage order."""
+        isolated: bool = False, folder: Path | None = None) -> list[Outcome]:
+    """The outcomes of every mutant of `stages` (only those named in `names`, when given; from `folder`, default
+    tests/mutants/), in stage order."""
     plans = []
     for stage in stages:
-        mutants = [m for m in load(stage) if not names or m.name in names]
+        mutants = [m for m in load(stage, folder) if not names or m.name in names]
         if mutants:
             plans.append((stage, mutants))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         if isolated:
             futures = [pool.submit(run_isolated, stage, m) for stage, mutants in plans for m in mutants]
             return [f.result() for f in futures]
-        futures = [pool.submit(run_stage, stage, mutants, first) for stage, mutants in plans]
-        return [outcome for f in futures for outcome in f.result()]
+        # the later stages' suites are the slower ones: start them first, so that the pool ends together
+        futures = {stage.id: pool.submit(run_stage, stage, mutants, first) for stage, mutants in reversed(plans)}
+        return [outcome for stage, _ in plans for outcome in futures[stage.id].result()]
 
 
 def _first_line(message: str, limit: int = 300) -> str:
@@ -362,8 +368,10 @@ class Rounds:
         def expire(signum, frame):
             raise _TestTimeout(f"the test ran for more than {self.plan['test_seconds']:g} s")
 
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, self.plan["test_seconds"])
+        alarm = hasattr(signal, "setitimer")  # POSIX; elsewhere only the stage's timeout stops a loop
+        if alarm:
+            previous = signal.signal(signal.SIGALRM, expire)
+            signal.setitimer(signal.ITIMER_REAL, self.plan["test_seconds"])
         called: set[str] = set()
         if traced_file is not None:
             def trace(frame, event, arg):  # 'call' events only: returning None traces no lines
@@ -374,8 +382,9 @@ class Rounds:
             return runtestprotocol(item, nextitem=nextitem, log=False)
         finally:
             sys.settrace(None)
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
             if traced_file is not None:
                 self.calls[item.nodeid] = called
 
@@ -398,12 +407,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    if not (ROOT / "solutions").is_dir() or not MUTANTS.is_dir():
-        print("error: mutants needs the instructors' copy (solutions/ and tests/mutants/)", file=sys.stderr)
+    folder = Path(args.definitions).resolve() if args.definitions else MUTANTS
+    if not (ROOT / "solutions").is_dir() or not folder.is_dir():
+        print(f"error: mutants needs the instructors' copy (solutions/ and {folder})", file=sys.stderr)
         return 2
     stages = manifest.select(args.stages)
+    if args.name:
+        try:
+            known = {m.name for stage in stages for m in load(stage, folder)}
+        except MutantError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        unknown = sorted(set(args.name) - known)
+        if unknown:
+            print(f"error: no mutant named {', '.join(unknown)} in stages {', '.join(s.id for s in stages)}",
+                  file=sys.stderr)
+            return 2
     started = time.monotonic()
-    outcomes = run(stages, first=args.first, jobs=args.jobs, names=tuple(args.name or ()), isolated=args.isolated)
+    try:
+        outcomes = run(stages, first=args.first, jobs=args.jobs, names=tuple(args.name or ()),
+                       isolated=args.isolated, folder=folder)
+    except MutantError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     seconds = time.monotonic() - started
     bad = [o for o in outcomes if o.status != "killed"]
     if args.json:
@@ -446,6 +472,7 @@ def register(commands) -> None:
                         help="stop each mutant at its first failing test (faster; lists one killing test)")
     parser.add_argument("--isolated", action="store_true",
                         help="one pytest process per mutant through the grader's runner (slower; a cross-check)")
+    parser.add_argument("--definitions", metavar="DIR", help="a folder of stageNN.toml files (default tests/mutants)")
     parser.add_argument("--jobs", type=int, default=2, help="stages (or, with --isolated, mutants) run at once")
     parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each killing test's message")
