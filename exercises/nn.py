@@ -76,7 +76,8 @@ class Module:
         raise NotImplementedError("stage 04 (a neural language model): Module.state_dict")
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy `state`'s arrays into the parameters of the same names, keeping each parameter's dtype.
+        """Copy `state`'s arrays into the parameters of the same names, in place (parameter.data[...] = array): each
+        parameter keeps its own array, which an optimizer may hold, and its dtype.
 
         The keys must be exactly the names of named_parameters():
           - a name missing from `state`, or a key of `state` that is no parameter, raises KeyError whose message

@@ -137,15 +137,17 @@ class FlopCounter:
 
 def measure_matmul(sizes: Sequence[int], seed: int = 0, repeats: int = 3) -> list[float]:
     """GFLOP/s of float32 (n, n) @ (n, n) for each n in sizes: 2·n³ / (best of `repeats` timings after one untimed
-    warm-up) / 1e9, with both matrices drawn from np.random.default_rng(seed). The best, not the mean: the machine
-    can only make a product slower, never faster."""
+    warm-up) / 1e9, with both matrices drawn from np.random.default_rng(seed); a timing is the difference of two
+    time.perf_counter() readings around one product. The best, not the mean: the machine can only make a product
+    slower, never faster."""
     raise NotImplementedError("stage 12 (where the time and memory go): measure_matmul")
 
 
 def measure_bandwidth(megabytes: float = 64, seed: int = 0, repeats: int = 3) -> float:
     """Memory bandwidth in GB/s: copy a float32 array of `megabytes` (2**20 bytes each, drawn from
     np.random.default_rng(seed)) into another with np.copyto; a copy reads and writes every byte, so
-    2 · nbytes / best time / 1e9 (one untimed warm-up, then the best of `repeats`)."""
+    2 · nbytes / best time / 1e9 (one untimed warm-up, then the best of `repeats`, each timed with two
+    time.perf_counter() readings around one copy)."""
     raise NotImplementedError("stage 12 (where the time and memory go): measure_bandwidth")
 
 

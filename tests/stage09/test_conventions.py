@@ -65,20 +65,26 @@ class _DiskFull(OSError):
 def probe_save_interrupted(m, fields: dict, seed: int, ids: np.ndarray) -> dict:
     """Save a model, then save another to the same path with np.savez failing half-way: the first must survive."""
     first, second = m.GPT(m.GPTConfig(**fields), rng=seeded(seed)), m.GPT(m.GPTConfig(**fields), rng=seeded(seed + 1))
-    savez = np.savez
+    writers = {"savez": np.savez, "savez_compressed": np.savez_compressed}
 
     def half_then_fail(file, *args, **kwargs):
-        file.write(b"PK\x03\x04 half a checkpoint")
+        if isinstance(file, (str, os.PathLike)):  # a path: what np.savez would have opened
+            with open(file, "wb") as opened:
+                opened.write(b"PK\x03\x04 half a checkpoint")
+        else:
+            file.write(b"PK\x03\x04 half a checkpoint")
         raise _DiskFull("no space left on device (simulated)")
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.npz")
         first.save(path)
-        np.savez = half_then_fail
+        for name in writers:  # whichever NumPy writer save uses fails half-way
+            setattr(np, name, half_then_fail)
         try:
             interrupted = raised(second.save, path)
         finally:
-            np.savez = savez
+            for name, writer in writers.items():
+                setattr(np, name, writer)
         return {"interrupted": interrupted.get("raised"),
                 "at path": raised(lambda: m.GPT.load(path)(ids)[0].data), "first": first(ids)[0].data}
 
