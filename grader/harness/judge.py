@@ -172,8 +172,15 @@ def _diff_numeric(got: Plain, want: Plain, tol: Tol, path: str) -> str | None:
         same = (got64 == want64) | (np.isnan(got64) & np.isnan(want64))
         bad = np.argwhere((np.isfinite(got64) != finite_wanted) | (~finite_wanted & ~same))
         index = tuple(int(i) for i in bad[0]) if len(bad) else ()
-        return (f"{path}: {int((~np.isfinite(got64)).sum())} non-finite values (NaN/inf) where finite ones were "
-                f"expected, first at index {index}: expected {float(want64[index]):.8g}, "
+        wrong = int(len(bad))
+        where = f"index {index}" if index else "the value"
+        if np.isfinite(got64[index]):  # e.g. a masked logit that should be -inf came out finite
+            what = f"{wrong} values differ in being NaN/inf: finite where NaN/inf was expected"
+        elif np.isfinite(want64[index]):
+            what = f"{wrong} values differ in being NaN/inf: NaN/inf where finite values were expected"
+        else:
+            what = f"{wrong} values are a different NaN/inf than expected"
+        return (f"{path}: {what}, first at {where}: expected {float(want64[index]):.8g}, "
                 f"got {float(got64[index]):.8g}")  # numbers, not np.float64(...) reprs
     error = np.abs(np.where(finite_wanted, got64, 0.0) - np.where(finite_wanted, want64, 0.0))
     allowed = tol.atol + tol.rtol * np.abs(np.where(finite_wanted, want64, 0.0))  # 0 * inf would warn

@@ -39,7 +39,7 @@ def test_shape_mismatch_and_mistake_signature():
 def test_nan_where_finite_expected_is_reported():
     with pytest.raises(Mismatch) as caught:
         assert_close(np.array([0.5, np.nan]), np.array([0.5, 0.5]), F32)
-    assert "non-finite" in str(caught.value) and "index (1,)" in str(caught.value)
+    assert "NaN/inf where finite values were expected" in str(caught.value) and "index (1,)" in str(caught.value)
 
 
 def test_expected_infinities_must_match_exactly():
