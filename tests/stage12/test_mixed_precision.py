@@ -103,17 +103,22 @@ def probe_mixed_exception(m, fields: dict, seed: int) -> dict:
     before = [p.data.copy() for p in model.parameters()]
     optimizer = sibling(m, "optim").AdamW(model.parameters(), lr=1e-3)
     ids = np.zeros((1, 4), dtype=np.int64)
-    record = raised(m.MixedPrecision(model, optimizer).step, ids, np.full((1, 4), fields["vocab_size"]))
-    return {"record": record, "dtypes": sorted({str(p.data.dtype) for p in model.parameters()}),
-            "unchanged": all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))}
+    step = m.MixedPrecision(model, optimizer).step
+    record = raised(step, ids, np.full((1, 4), fields["vocab_size"]))
+    dtypes = sorted({str(p.data.dtype) for p in model.parameters()})
+    unchanged = all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))
+    accepted = raised(step, ids, np.zeros((1, 4), dtype=np.int64))  # then targets inside [0, V): a step is taken
+    return {"record": record, "dtypes": dtypes, "unchanged": unchanged, "accepted": accepted}
 
 
 @pytest.mark.concept("mixed-precision")
 def test_an_exception_in_a_step_leaves_the_float32_masters(target, reference):
-    for who in (target, reference):
-        got = who.run(probe_mixed_exception, fields=TINY, seed=1232)
-        assert_true("ValueError" in got["record"].get("bases", []), f"{who.target}: a target outside the vocabulary "
-                    f"must raise cross_entropy's ValueError through step(), got {got['record']}")
+    mine, theirs = (who.run(probe_mixed_exception, fields=TINY, seed=1232) for who in (target, reference))
+    assert_close(mine["record"], {"raised": "ValueError"}, EXACT,
+                 "step() with a target outside the vocabulary (cross_entropy's ValueError, let through)")
+    assert_close(mine["accepted"], theirs["accepted"], MIXED_MARGIN,
+                 "the next step(), with targets inside the vocabulary: {loss, skipped, scale} as the reference's")
+    for who, got in ((target, mine), (reference, theirs)):
         assert_true(got["dtypes"] == ["float32"] and got["unchanged"], f"{who.target}: after an exception in "
                     f"step() the parameters must be the float32 masters again, unchanged (dtypes {got['dtypes']}, "
                     f"unchanged {got['unchanged']}): restore them in a finally block")
