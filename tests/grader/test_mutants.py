@@ -2,7 +2,7 @@
 mutants` (grader/instructor/mutants.py).
 
 The big test runs every mutant of every stage, stopped at its first failing test (one pytest process per stage, two
-stages at a time: about 50 s on 2 cores). The others check the machinery on stage 01, the smallest suite: how a
+stages at a time: 35 to 55 s on 2 cores). The others check the machinery on stage 01, the smallest suite: how a
 replacement is found, what a malformed definition says, that a survivor and a replacement that does not apply exit 1,
 that a mutant that loops forever is stopped, and that the rounds in one pytest process agree with one process per
 mutant through the grader's runner.
