@@ -26,6 +26,7 @@ class Stage:
     hidden_points: float
     hints: dict[str, str] = field(default_factory=dict)
     summary: str = ""
+    notebook: bool = True  # False: the stage has no notebook (its tests need the learner's module as a file)
 
     @property
     def label(self) -> str:
@@ -64,6 +65,7 @@ def _parse(raw: dict) -> list[Stage]:
             hidden_points=float(points.get("hidden", 0)),
             hints=dict(entry.get("hints", {})),
             summary=entry.get("summary", ""),
+            notebook=bool(entry.get("notebook", True)),
         ))
     ids = [s.id for s in stages]
     if ids != sorted(ids) or len(set(ids)) != len(ids):

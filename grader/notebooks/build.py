@@ -165,7 +165,7 @@ def student_versions(notebooks: dict[str, str]) -> dict[str, str]:
 def generate(stages: list[Stage] | None = None) -> dict[Path, str]:
     """path -> text of every notebook the stages should have (instructor and student); NotebookError when a student
     version holds anything but the skeleton (a reference body, a reference-only helper)."""
-    stages = list(stages or manifest.stages())
+    stages = [s for s in (stages or manifest.stages()) if s.notebook]  # see `notebook` in grader/stages.toml
     groups = collect(stages)
     instructor = {notebook_name(s): dumps(build(s, groups[s.id])) for s in stages}
     student = student_versions(instructor)

@@ -56,7 +56,7 @@ def build_course(out: Path, stages: list[Stage] | None = None) -> list[Path]:
     """
     from ..suites import expected
 
-    stages = list(stages or manifest.stages())
+    stages = [s for s in (stages or manifest.stages()) if s.notebook]  # see `notebook` in grader/stages.toml
     missing = [s.id for s in stages if not expected.path_for(s.id).exists()]
     if missing:
         raise NotebookError(f"no stored expected outputs for stages {missing} (students' kernels judge with them): "

@@ -31,7 +31,7 @@ from grader.notebooks import build, cells, common, convert, course, runtime  # n
 from grader.source import BEGIN, END, _functions, learner_writes, reference, regions  # noqa: E402
 from grader.suites import runner  # noqa: E402
 
-STAGES = manifest.stages()
+STAGES = tuple(s for s in manifest.stages() if s.notebook)  # stage 13's MPI ranks need a module file: no notebook
 KINDS = ("instructor", "student")
 NBGRADER_KEYS = {"schema_version", "grade", "solution", "locked", "grade_id", "points", "task", "checksum", "cell_type"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -488,3 +488,14 @@ def _break(source: str | list[str], line: str) -> str:
             lines.insert(i + 1, text.replace(BEGIN, line))
             break
     return "\n".join(lines)
+
+
+def test_a_stage_without_a_notebook_gets_none_and_its_page_says_why():
+    """Stage 13's ranks are separate processes importing the learner's module from its file: no notebook is made for
+    it (grader/stages.toml: notebook = false), and its page tells a notebook learner where to work instead."""
+    without = [s for s in manifest.stages() if not s.notebook]
+    assert [s.id for s in without] == ["13"]
+    names = {path.stem for path in (ROOT / "notebooks" / "student").glob("*.ipynb")}
+    for stage in without:
+        assert notebooks.notebook_name(stage) not in names
+        assert "notebook" in (ROOT / stage.doc).read_text(encoding="utf-8").lower()
