@@ -29,31 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grader import manifest  # noqa: E402
+from tests.grader.test_batch import SLEEPER  # noqa: E402  (the module tail that sleeps in every call)
 
 GOALS = {"honest": 180.0, "unfinished": 180.0, "hostile": 300.0}
 UNFINISHED = "03"  # its module stays the skeleton in the unfinished submission
-SLEEPER = '''
-
-import functools as _functools
-import time as _time
-
-
-def _asleep(function):
-    @_functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        _time.sleep(1000)
-        return function(*args, **kwargs)
-    return wrapper
-
-
-for _name, _value in list(globals().items()):
-    if isinstance(_value, type) and _value.__module__ == __name__:
-        for _attribute, _member in list(vars(_value).items()):
-            if callable(_member):
-                setattr(_value, _attribute, _asleep(_member))
-    elif callable(_value) and getattr(_value, "__module__", None) == __name__ and not _name.startswith("_"):
-        globals()[_name] = _asleep(_value)
-'''
 
 
 def submission(folder: Path, sleeping: bool, unfinished: bool = False) -> Path:
