@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from .. import manifest, source
 from ..manifest import ROOT, Stage
+from ..suites import runner
 
 if TYPE_CHECKING:  # pytest is imported only by the pytest process that runs the rounds (not by `python -m grader`)
     import pytest
@@ -229,15 +230,7 @@ def run_stage(stage: Stage, mutants: list[Mutant], first: bool = False, timeout:
                     process.kill()
                 process.wait()
                 stopped = f"the stage's run took longer than {timeout:g} s and was stopped"
-        reported = {}
-        report = Path(plan["report"])
-        if report.exists():
-            for line in report.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill
-                    continue
-                reported[record["name"]] = record
+        reported = {record["name"]: record for record in runner.json_lines(Path(plan["report"]))}
         tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
     baseline = reported.get("reference")
     if baseline is None or baseline["failed"] or baseline.get("error"):
@@ -262,7 +255,6 @@ def run_stage(stage: Stage, mutants: list[Mutant], first: bool = False, timeout:
 
 def run_isolated(stage: Stage, mutant: Mutant) -> Outcome:
     """One mutant in a pytest process of its own, through the grader's runner (a cross-check of the rounds)."""
-    from ..suites import runner
     outcome = Outcome(stage.id, mutant.name, mutant.function, mutant.mistake)
     with tempfile.TemporaryDirectory(prefix=f"mutant-{stage.id}-") as tmp:
         try:

@@ -120,18 +120,25 @@ def _suite_dirs(stages: Iterable[Stage], hidden: bool) -> list[str]:
     return dirs
 
 
-def _read(report: Path) -> tuple[int | None, list[dict]]:
-    collected, records = None, []
-    if report.exists():
-        for line in report.read_text(encoding="utf-8").splitlines():
+def json_lines(path: Path) -> list[dict]:
+    """The records of a JSON-lines report (the plugin's), skipping a line cut short by a kill; [] when absent."""
+    records = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                record = json.loads(line)
+                records.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
-            if "collected" in record:
-                collected = record["collected"]
-            else:
-                records.append(record)
+    return records
+
+
+def _read(report: Path) -> tuple[int | None, list[dict]]:
+    collected, records = None, []
+    for record in json_lines(report):
+        if "collected" in record:
+            collected = record["collected"]
+        else:
+            records.append(record)
     return collected, records
 
 
