@@ -457,7 +457,15 @@ def check_gradients_in_place(m, comm, config: dict, seed: int, bucket_bytes: int
         p.grad = rng.normal(size=p.shape).astype(p.data.dtype)
     arrays = [p.grad for p in params]
     m.allreduce_gradients(comm, params, m.make_buckets(params, bucket_bytes))
-    return {"in_place": [p.grad is array for p, array in zip(params, arrays)]}
+    summed = [np.zeros(p.shape) for p in params]  # what every rank's gradient must become: the sum over the ranks
+    for rank in range(comm.Get_size()):
+        other = np.random.default_rng([seed, rank])
+        for total, p in zip(summed, params):
+            total += other.normal(size=p.shape).astype(p.data.dtype)
+    errors = [float(np.max(np.abs(np.asarray(p.grad, dtype=np.float64) - total) / (1.0 + np.abs(total))))
+              if isinstance(p.grad, np.ndarray) and p.grad.shape == total.shape else float("inf")
+              for p, total in zip(params, summed)]
+    return {"in_place": [p.grad is array for p, array in zip(params, arrays)], "worst_error": max(errors)}
 
 
 def check_zero_schedule(m, comm, config: dict, seed: int, batch: int, lrs: list, clip: float) -> dict:
