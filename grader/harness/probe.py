@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import os
 from types import ModuleType
 from typing import Any, Callable
 
@@ -112,7 +113,7 @@ def raised_in(error: BaseException) -> str:
     traceback = error.__traceback__
     while traceback is not None and traceback.tb_next is not None:
         traceback = traceback.tb_next
-    return traceback.tb_frame.f_code.co_filename.rsplit("/", 1)[-1] if traceback else "?"
+    return os.path.basename(traceback.tb_frame.f_code.co_filename) if traceback else "?"  # either separator
 
 
 def run_probe(probe: Callable, module: Any, inputs: dict, who: str) -> Plain:

@@ -146,7 +146,7 @@ def launch(package_dir: str, stage_module: str, job: list, ranks: int, timeout: 
     command = require_mpi(bin_dir)
     with tempfile.TemporaryDirectory(prefix="stage13-") as scratch:
         job_file = Path(scratch) / "job.json"
-        job_file.write_text(json.dumps(job))
+        job_file.write_text(json.dumps(job), encoding="utf-8")
         env = {**os.environ, **{name: "1" for name in THREADS}, "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("PYTHONPATH", None)
         began = time.monotonic()
@@ -167,7 +167,7 @@ def launch(package_dir: str, stage_module: str, job: list, ranks: int, timeout: 
         records = []
         for rank in range(ranks):
             path = Path(scratch) / f"rank{rank}.json"
-            records.append(decode(json.loads(path.read_text())) if path.is_file() else None)
+            records.append(decode(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None)
     missing = [rank for rank, record in enumerate(records) if record is None]
     failed = any(isinstance(found, dict) and "error" in found for record in records if record for found in
                  record.values())
@@ -584,7 +584,7 @@ def main() -> None:
 
     def save() -> None:
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(encode(records)))
+        temporary.write_text(json.dumps(encode(records)), encoding="utf-8")
         os.replace(temporary, path)
 
     try:
@@ -594,7 +594,7 @@ def main() -> None:
                                  "traceback": traceback.format_exc()}
         save()
         comm.Abort(3)
-    for name, arguments in json.loads(Path(job_file).read_text()):
+    for name, arguments in json.loads(Path(job_file).read_text(encoding="utf-8")):
         try:
             records[name] = {"returned": CHECKS[name](module, comm, **arguments)}
         except NotImplementedError as error:  # a stub raises on every rank at the same point: go on
