@@ -39,7 +39,7 @@ class Region:
     function: str | None  # qualified name ('CharTokenizer.encode'); None for reference-only code
 
 
-def _functions(tree: ast.Module):
+def functions(tree: ast.Module):
     """(qualified name, node) of every function and method, nested ones named with '.<locals>.'."""
     def walk(body, prefix):
         for node in body:
@@ -58,7 +58,7 @@ def regions(source: str, where: str = "source") -> list[Region]:
         tree = ast.parse(source)
     except SyntaxError as error:
         raise SourceError(f"{where}: line {error.lineno}: {error.msg}") from None
-    spans = [(node.lineno - 1, node.end_lineno - 1, name, node) for name, node in _functions(tree)]
+    spans = [(node.lineno - 1, node.end_lineno - 1, name, node) for name, node in functions(tree)]
     found, open_at = [], None
     for i, line in enumerate(lines):
         marker = line.strip()

@@ -79,7 +79,7 @@ def learner_functions() -> dict[str, set[str]]:
 
 def functions(text: str) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
     """Qualified name -> node of every function and method of a module (nested ones named with '.<locals>.')."""
-    return dict(source._functions(ast.parse(text)))
+    return dict(source.functions(ast.parse(text)))
 
 
 def filled(text: str, learner: set[str]) -> list[str]:

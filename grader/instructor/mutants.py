@@ -143,7 +143,7 @@ def mutated_source(mutant: Mutant, text: str | None = None) -> str:
         text = (ROOT / "solutions" / f"{stage.module}.py").read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     tree = ast.parse(text)
-    nodes = dict(source._functions(tree))
+    nodes = dict(source.functions(tree))
     if mutant.function not in nodes:
         raise MutantError(f"{where}: solutions/{stage.module}.py has no function {mutant.function}")
     node = nodes[mutant.function]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .. import manifest
 from ..manifest import ROOT
-from ..source import _functions, learner_writes
+from ..source import functions, learner_writes
 
 CONFIG = ROOT / "mkdocs.yml"
 DOCS = ROOT / "docs"
@@ -147,7 +147,7 @@ def signatures(stage: manifest.Stage) -> str:
     docstring, methods under their class, in the order of solutions/<module>.py."""
     path = ROOT / "solutions" / f"{stage.module}.py"
     source = path.read_text(encoding="utf-8")
-    nodes = dict(_functions(ast.parse(source)))
+    nodes = dict(functions(ast.parse(source)))
     blocks, current_class = [], None
     for name in learner_writes(source, f"solutions/{stage.module}.py"):
         if ".<locals>." in name:

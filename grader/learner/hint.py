@@ -69,12 +69,12 @@ def _section(doc: str, reference: str | None) -> tuple[int, str] | None:
 
 def _defined_at(folder: Path, stage: Stage) -> dict[str, int]:
     """Line of each function and method in the learner's module (empty when it does not parse)."""
-    from ..source import _functions
+    from ..source import functions as functions_of
     try:
         tree = ast.parse((folder / f"{stage.module}.py").read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return {}
-    return {name: node.lineno for name, node in _functions(tree)}
+    return {name: node.lineno for name, node in functions_of(tree)}
 
 
 def focus(stage: Stage, test: runner.TestResult) -> list[str]:

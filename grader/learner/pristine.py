@@ -58,7 +58,7 @@ def stubs(module_text: str) -> list[str]:
     except SyntaxError:
         return []
     found = []
-    for name, node in source._functions(tree):
+    for name, node in source.functions(tree):
         body = node.body[1:] if ast.get_docstring(node, clean=False) is not None else node.body
         if len(body) == 1 and isinstance(body[0], ast.Raise) and _is_stub_raise(body[0]):
             found.append(name)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import manifest, report
 from ..manifest import Stage
-from ..source import _functions
+from ..source import functions as functions_of
 from ..suites import targets
 from . import functions, pristine
 
@@ -65,8 +65,8 @@ def _indent(line: str) -> str:
 
 def replace_body(current: str, skeleton: str, function: str, where: str) -> str:
     """`current` with `function`'s body (after the docstring) taken from `skeleton`, re-indented to fit."""
-    mine = dict(_functions(_parse(current, where)))
-    theirs = dict(_functions(_parse(skeleton, "the skeleton")))
+    mine = dict(functions_of(_parse(current, where)))
+    theirs = dict(functions_of(_parse(skeleton, "the skeleton")))
     if function not in mine:
         raise ResetError(f"{where} has no function {function} (was it renamed or deleted? reset the whole module)")
     lines, pristine_lines = current.splitlines(), skeleton.splitlines()

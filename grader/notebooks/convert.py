@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import manifest
 from ..manifest import ROOT, Stage
-from ..source import BEGIN, END, _functions, skeleton, stub_message
+from ..source import BEGIN, END, functions, skeleton, stub_message
 from .cells import is_main_guard
 from .common import PREREQUISITES, NotebookError
 
@@ -132,8 +132,8 @@ def unlike_skeleton(notebook: dict, stage: Stage) -> list[str]:
     got = _without_docstring_and_main(ast.parse(module_source(notebook, where)[1]))
     source = (ROOT / "solutions" / f"{stage.module}.py").read_text(encoding="utf-8")
     want = _without_docstring_and_main(ast.parse(skeleton(source, stage.id, stage.title)))
-    got_functions = {name: ast.dump(node) for name, node in _functions(got)}
-    want_functions = {name: ast.dump(node) for name, node in _functions(want)}
+    got_functions = {name: ast.dump(node) for name, node in functions(got)}
+    want_functions = {name: ast.dump(node) for name, node in functions(want)}
     problems = [f"{where}: {name} is not in the skeleton (reference-only code?)"
                 for name in got_functions if name not in want_functions]
     problems += [f"{where}: {name} is neither the skeleton's stub nor its given code (a reference body?)"

@@ -28,7 +28,7 @@ from grader import cli, manifest, notebooks  # noqa: E402
 from grader.instructor import grade  # noqa: E402
 from grader.manifest import ROOT  # noqa: E402
 from grader.notebooks import build, cells, common, convert, course, runtime  # noqa: E402
-from grader.source import BEGIN, END, _functions, learner_writes, reference, regions  # noqa: E402
+from grader.source import BEGIN, END, functions, learner_writes, reference, regions  # noqa: E402
 from grader.suites import runner  # noqa: E402
 
 STAGES = tuple(s for s in manifest.stages() if s.notebook)  # stage 13's MPI ranks need a module file: no notebook
@@ -202,7 +202,7 @@ def test_a_cut_module_converts_back_and_its_stubbed_cells_give_the_skeleton():
     chunks = cells.cut(MARKED)
     solved = convert.module_source(_as_notebook([c.source for c in chunks]))[1]
     assert "from . import bpe" in solved and "        from .nn import Linear" in solved and "### " not in solved
-    assert {n for n, _ in _functions(ast.parse(solved))} == {n for n, _ in _functions(ast.parse(reference(MARKED)))}
+    assert {n for n, _ in functions(ast.parse(solved))} == {n for n, _ in functions(ast.parse(reference(MARKED)))}
     stubbed = [re.sub(rf"( *){BEGIN}.*?{END}", lambda m: m[1] + common.CODE_STUB.replace("\n", "\n" + m[1]),
                       c.source, flags=re.S) for c in chunks]  # what nbgrader's ClearSolutions does
     module = convert.module_source(_as_notebook(stubbed))[1]
@@ -368,7 +368,7 @@ def test_notebooks_give_back_the_reference_and_the_skeleton(stage, tmp_path):
     [stubbed] = notebooks.modules_from_notebooks([_path("student", stage)], tmp_path / "stubbed")
     assert solved.name == stubbed.name == f"{stage.module}.py"
     want = reference(_source(stage))
-    dump = lambda text: {n: ast.dump(node) for n, node in _functions(ast.parse(text))}  # noqa: E731
+    dump = lambda text: {n: ast.dump(node) for n, node in functions(ast.parse(text))}  # noqa: E731
     assert dump(solved.read_text()) == dump(want), "the solved notebook is not the reference module"
     assert ("from workbook" not in solved.read_text()
             and [line for line in solved.read_text().splitlines() if line.startswith("from .")]
