@@ -126,6 +126,7 @@ def probe_forward(m, fields: dict, seed: int, ids: np.ndarray, targets: np.ndarr
     model = build(m, fields, seed)
     logits, loss = model(ids, targets)
     logits_only, no_loss = model(ids)
+    features = model.features(ids)
     x = model.token_embedding.weight.data[ids]  # (B, T, C)
     if model.position_embedding is not None:
         x = x + model.position_embedding.weight.data[:ids.shape[1]]
@@ -137,6 +138,7 @@ def probe_forward(m, fields: dict, seed: int, ids: np.ndarray, targets: np.ndarr
     head = model.head.weight.data if model.head is not None else model.token_embedding.weight.data.T  # (C, V)
     return {"logits": logits.data, "loss": loss.item(), "loss_method": model.loss(ids, targets).item(),
             "logits_without_targets": logits_only.data, "no_targets": no_loss, "composed": x @ head,
+            "features": features.data, "features_composed": x, "features_through_head": features.data @ head,
             "without_final_norm": before_norm @ head, "dtype": str(logits.dtype), "targets": targets}
 
 
@@ -145,6 +147,10 @@ def judge_forward(got: dict, what: str) -> None:
                  "own submodules (docs/09-gpt.md, section 1)", mistakes=(
                      Mistake("the final norm is missing", lambda g, w: np.allclose(g, got["without_final_norm"])),))
     assert_close(got["logits_without_targets"], got["logits"], EXACT, "logits of forward(ids) vs forward(ids, targets)")
+    assert_close(got["features"], got["features_composed"], COMPOSED, f"{what}: features(ids) vs final_norm(blocks("
+                 "embeddings)) composed from your own submodules: the hidden states before the head")
+    assert_close(got["features_through_head"], got["logits"], COMPOSED, "features(ids) @ head vs forward's logits: "
+                 "forward is the head on features")
     assert_close(got["no_targets"], None, EXACT, "the loss of forward(ids) without targets")
     assert_close(got["dtype"], "float64", EXACT, "logits dtype of a float64 model (no op may change the dtype)")
 
