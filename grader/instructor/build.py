@@ -38,7 +38,10 @@ FIX = {"exercises": "python -m grader build", "docs": "python -m grader docs",
        "expected": "python -m grader expected", "notebooks": "python -m grader notebooks"}
 # exercises/__init__.py has no source of its own in solutions/ (whose __init__ describes the reference)
 EXERCISES_INIT = ('"""Your package: one module per stage. Each stub raises NotImplementedError naming its stage; '
-                  'replace the bodies."""\n')
+                  'replace the bodies."""\n'
+                  'from . import threads\n\n'
+                  'threads.from_command_line()  # `python -m exercises.train --threads N`: set before any module imports '
+                  'NumPy (threads.py)\n')
 
 
 class BuildError(RuntimeError):
