@@ -164,20 +164,36 @@ class SGD(Optimizer):
 
 ### BEGIN SOLUTION
 def _adam_update(p: Tensor, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float,
-                 beta2: float, eps: float) -> None:
-    """Adam's moment updates and parameter update for one parameter at its step t >= 1, all in place."""
+                 beta2: float, eps: float, scratch: np.ndarray) -> None:
+    """Adam's moment updates and parameter update for one parameter at its step t >= 1, all in place.
+
+    scratch: an array like p that this step may overwrite: every intermediate goes there, so a step allocates nothing
+    (a fresh temporary per parameter per step costs more than its arithmetic at these sizes: page faults)."""
+    np.multiply(g, 1.0 - beta1, out=scratch)
     m *= beta1
-    m += (1.0 - beta1) * g
+    m += scratch  # m = beta1 m + (1 - beta1) g
+    np.multiply(g, g, out=scratch)
+    scratch *= 1.0 - beta2
     v *= beta2
-    v += (1.0 - beta2) * np.square(g)
+    v += scratch  # v = beta2 v + (1 - beta2) g²
     # lr * m_hat / (sqrt(v_hat) + eps) with the bias corrections folded into scalars, as torch does:
     # m_hat = m / (1 - beta1^t) and sqrt(v_hat) = sqrt(v) / sqrt(1 - beta2^t)
-    update = np.sqrt(v)  # the step's one temporary array, shaped like p
-    update /= math.sqrt(1.0 - beta2 ** t)
-    update += eps
-    np.divide(m, update, out=update)
-    update *= lr / (1.0 - beta1 ** t)
-    p.data -= update
+    np.sqrt(v, out=scratch)
+    scratch /= math.sqrt(1.0 - beta2 ** t)
+    scratch += eps
+    np.divide(m, scratch, out=scratch)
+    scratch *= lr / (1.0 - beta1 ** t)
+    p.data -= scratch
+
+
+def _scratch(params: list[Tensor]) -> dict[np.dtype, np.ndarray]:
+    """Working memory for one step: per dtype, one flat array as long as the largest parameter of that dtype, whose
+    first p.size elements each parameter's update uses in turn. Made per step, so the optimizer holds nothing beyond
+    its state between steps."""
+    sizes: dict[np.dtype, int] = {}
+    for p in params:
+        sizes[p.dtype] = max(sizes.get(p.dtype, 0), p.size)
+    return {dtype: np.empty(size, dtype=dtype) for dtype, size in sizes.items()}
 ### END SOLUTION
 
 
@@ -230,7 +246,7 @@ class Adam(Optimizer):
         and `m = beta1 * m + ...` would allocate new arrays at every call and leave self.state's arrays behind.
         """
         ### BEGIN SOLUTION
-        lr = float(self.lr)
+        lr, scratch = float(self.lr), _scratch(self.params)
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -239,7 +255,7 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p.data  # a new array: p.grad must stay the loss's gradient
             self.steps[i] += 1
             _adam_update(p, g, self.state["exp_avg"][i], self.state["exp_avg_sq"][i], self.steps[i], lr,
-                         self.beta1, self.beta2, self.eps)
+                         self.beta1, self.beta2, self.eps, scratch[p.dtype][:p.size].reshape(p.shape))
         ### END SOLUTION
 
 
@@ -266,14 +282,14 @@ class AdamW(Adam):
         # Adam.step and AdamW.step share the moment and parameter updates: a small private helper of your own
         # (a module-level function) keeps them in one place.
         ### BEGIN SOLUTION
-        lr = float(self.lr)
+        lr, scratch = float(self.lr), _scratch(self.params)
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
             p.data *= 1.0 - lr * self.weight_decay  # decoupled: m and v never see the decay
             self.steps[i] += 1
             _adam_update(p, p.grad, self.state["exp_avg"][i], self.state["exp_avg_sq"][i], self.steps[i], lr,
-                         self.beta1, self.beta2, self.eps)
+                         self.beta1, self.beta2, self.eps, scratch[p.dtype][:p.size].reshape(p.shape))
         ### END SOLUTION
 
 

@@ -180,15 +180,22 @@ class Tensor:
             elif id(node) not in visited:
                 visited.add(id(node))
                 stack.append((node, True))  # comes back off the stack after all its parents are ordered
-                stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in visited)
+                for parent in node._parents:
+                    if parent.requires_grad and id(parent) not in visited:
+                        stack.append((parent, False))
 
         grads: dict[int, np.ndarray] = {id(self): grad}  # dL/dnode for the nodes not yet processed
+        owned: set[int] = set()  # keys whose array the engine made itself (a sum), so it may add into it in place
         for node in reversed(order):
-            g = grads.pop(id(node), None)  # popped: an intermediate gradient is freed once passed on
+            key = id(node)
+            g = grads.pop(key, None)  # popped: an intermediate gradient is freed once passed on
             if g is None:
                 continue  # every path to this node returned None
             if node._backward is None:  # a leaf: g may be shared with other nodes, so it keeps a copy
-                node.grad = g.astype(node.dtype, order="C", copy=True) if node.grad is None else node.grad + g
+                if node.grad is None:
+                    node.grad = g.astype(node.dtype, order="C", copy=True)
+                else:
+                    node.grad += g  # its own array: accumulating in place makes no temporary
                 continue
             parent_grads = node._backward(g)
             if len(parent_grads) != len(node._parents):
@@ -196,9 +203,18 @@ class Tensor:
             for parent, parent_grad in zip(node._parents, parent_grads):
                 if parent_grad is None or not parent.requires_grad:
                     continue
-                parent_grad = unbroadcast(np.asarray(parent_grad), parent.shape).astype(parent.dtype, copy=False)
-                key = id(parent)  # a node used twice gets the sum of both gradients (never added in place)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+                if type(parent_grad) is not np.ndarray or parent_grad.shape != parent.data.shape:
+                    parent_grad = unbroadcast(np.asarray(parent_grad), parent.data.shape)
+                if parent_grad.dtype != parent.data.dtype:
+                    parent_grad = parent_grad.astype(parent.data.dtype)
+                key = id(parent)  # a node used twice gets the sum of both gradients
+                if key not in grads:
+                    grads[key] = parent_grad  # may be shared with other nodes: never written to
+                elif key in owned:
+                    grads[key] += parent_grad  # the engine's own sum: adding in place makes no temporary
+                else:
+                    grads[key] = grads[key] + parent_grad
+                    owned.add(key)
         ### END SOLUTION
 
     # ------------------------------------------------------------------ elementwise, with broadcasting
