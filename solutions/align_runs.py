@@ -123,9 +123,9 @@ def reward_accuracy(model: RewardModel, chosen: tuple, rejected: tuple, batch: i
 
 
 def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dict:
+    gpt, chat = load_start(init, config.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    gpt, chat = load_start(init, config.seed)
     model = RewardModel(gpt, rng=np.random.default_rng(config.seed))
     train_chosen, train_rejected = encode_pairs(chat, tasks.preference_pairs(config.train_pairs, seed=config.seed))
     held_chosen, held_rejected = encode_pairs(chat, tasks.preference_pairs(config.held_out, seed=config.seed + 1,
@@ -200,9 +200,9 @@ def preference_figures(policy, reference, chosen: tuple, rejected: tuple, beta: 
 
 
 def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
+    policy, chat = load_start(init, config.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    policy, chat = load_start(init, config.seed)
     reference, _ = load_start(init, config.seed)  # a second copy: frozen, only ever run under no_grad
     reference.eval()
     train_chosen, train_rejected = encode_pairs(chat, tasks.preference_pairs(config.train_pairs, seed=config.seed))
@@ -283,9 +283,9 @@ def sampled_reward(policy, chat, examples: list, config: GRPOConfig, seed: int) 
 
 
 def train_grpo(config: GRPOConfig, init: str | Path, out: str | Path) -> dict:
+    policy, chat = load_start(init, config.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    policy, chat = load_start(init, config.seed)
     reference, _ = load_start(init, config.seed)
     reference.eval()
     train = tasks.make_instructions(config.train_prompts, seed=config.seed, kinds=config.kinds, split="train")

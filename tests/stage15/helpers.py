@@ -247,7 +247,17 @@ def probe_dpo_batch(m, fields: dict, seeds: list, beta: float, chosen_ids: np.nd
     """dpo_batch_loss of a policy and a reference (seeds[0], seeds[1]); after backward: which models got gradients,
     and the loss and stats recomputed test-side from the target's sequence_logprobs."""
     policy, reference = model_of(m, fields, seeds[0]), model_of(m, fields, seeds[1])
+    graphs = []  # for each reference forward: did its logits carry a graph?
+    forward = reference.forward
+
+    def spy(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        graphs.append(bool(out[0].requires_grad))
+        return out
+
+    reference.forward = spy  # Module.__call__ calls self.forward: the instance's attribute
     loss, stats = m.dpo_batch_loss(policy, reference, (chosen_ids, chosen_mask), (rejected_ids, rejected_mask), beta)
+    reference.forward = forward
     loss.backward()
     tensor = sibling(m, "tensor")
     with tensor.no_grad():
@@ -261,7 +271,7 @@ def probe_dpo_batch(m, fields: dict, seeds: list, beta: float, chosen_ids: np.nd
                         "chosen_reward": float(beta * (pc - rc).mean()),
                         "rejected_reward": float(beta * (pr - rr).mean()),
                         "accuracy": float(np.mean(delta > 0))},
-            "reference_grads": sum(p.grad is not None and bool(np.any(p.grad)) for p in reference.parameters()),
+            "reference_graphs": graphs, "reference_grads": sum(p.grad is not None and bool(np.any(p.grad)) for p in reference.parameters()),
             "policy_grads": sum(p.grad is not None and bool(np.any(p.grad)) for p in policy.parameters()),
             "policy_parameters": len(policy.parameters())}
 
@@ -358,9 +368,10 @@ def rollout_batch(seed: int, vocab: int, batch: int, length: int) -> dict:
 
 
 def probe_grpo_step(m, fields: dict, seeds: list, ids: np.ndarray, mask: np.ndarray, advantages: list,
-                    shift: float, clip: float, kl_coef: float, lr: float) -> dict:
-    """One grpo_step of a float64 policy (AdamW, no weight decay) whose old log-probs are its own minus `shift` (so
-    ratios are exp(shift)), with the reference's log-probs when kl_coef > 0: the stats and every parameter after."""
+                    shift: float, clip: float, kl_coef: float, lr: float, steps: int = 1) -> dict:
+    """`steps` grpo_step calls on one batch by a float64 policy (AdamW, no weight decay) whose old log-probs are its
+    own (before the first step) minus `shift` (so the first ratios are exp(shift)), with the reference's log-probs
+    when kl_coef > 0: the stats of each step and every parameter after."""
     policy, reference = model_of(m, fields, seeds[0]), model_of(m, fields, seeds[1])
     tensor, optim = sibling(m, "tensor"), sibling(m, "optim")
     with tensor.no_grad():
@@ -368,10 +379,11 @@ def probe_grpo_step(m, fields: dict, seeds: list, ids: np.ndarray, mask: np.ndar
         ref = m.token_logprobs(reference, ids).data if kl_coef else None
     optimizer = optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
     before = {name: p.data.copy() for name, p in policy.named_parameters()}
-    stats = m.grpo_step(policy, optimizer, ids, mask, old, np.array(advantages), clip=clip, reference_logprobs=ref,
-                        kl_coef=kl_coef, max_norm=1.0)
+    history = [m.grpo_step(policy, optimizer, ids, mask, old, np.array(advantages), clip=clip,
+                           reference_logprobs=ref, kl_coef=kl_coef, max_norm=1.0) for _ in range(steps)]
     moved = sum(bool(np.any(p.data != before[name])) for name, p in policy.named_parameters())
-    return {"stats": {k: float(v) for k, v in sorted(stats.items())}, "moved": moved,
+    return {"stats": {k: float(v) for k, v in sorted(history[0].items())},
+            "later": [{k: float(v) for k, v in sorted(stats.items())} for stats in history[1:]], "moved": moved,
             "after": {name: p.data for name, p in policy.named_parameters()}}
 
 

@@ -102,6 +102,10 @@ def test_dpo_batch_loss_trains_the_policy_and_freezes_the_reference(check):
     batch = pair_batch(1513, TINY["vocab_size"], 4, 9)
     got = check(probe_dpo_batch, fields=TINY, seeds=[1513, 1514], beta=0.5, **batch, tol=LOGPROB,
                 what="dpo_batch_loss")
+    assert_close(got["reference_graphs"], [False, False], EXACT, "did the reference's two forward passes (chosen, "
+                 "rejected) build a graph?", mistakes=(
+                     Mistake("run the reference inside `with no_grad():`: it is never trained, and its graph would "
+                             "hold every activation until the step ends", lambda g, w: any(g)),))
     assert_close(got["reference_grads"], 0, EXACT, "reference parameters with a gradient after backward",
                  mistakes=(Mistake("the reference's log-probs must be computed under no_grad and kept as .data",
                                    lambda g, w: g > 0),))

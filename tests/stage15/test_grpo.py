@@ -149,10 +149,14 @@ def test_sampling_stops_when_the_context_is_full(check):
 def test_one_grpo_step_against_the_reference(check):
     batch = rollout_batch(1536, TINY["vocab_size"], 4, 9)
     got = check(probe_grpo_step, fields=TINY, seeds=[1536, 1537], **batch, advantages=[1.0, -0.5, 0.5, 0.3],
-                shift=0.0, clip=0.2, kl_coef=0.0, lr=1e-2, tol=F64, what="one grpo_step")
-    # ratios are 1 (old = the policy itself): loss = -mean(A) = -0.325, nothing clipped
+                shift=0.0, clip=0.2, kl_coef=0.0, lr=1e-2, steps=3, tol=F64, what="three grpo_steps on one batch",
+                mistakes=(Mistake("the second step differs: zero the gradients at the start of every step (they "
+                                  "accumulate across backward calls)", lambda g, w: g["stats"] == w["stats"]),))
+    # the first step's ratios are 1 (old = the policy itself): loss = -mean(A) = -0.325, nothing clipped
     assert_close([got["stats"]["loss"], got["stats"]["clipped"]], [-0.325, 0.0], F64, "loss and clipped fraction")
     assert_true(got["moved"] > 0, "grpo_step must update the policy's parameters")
+    assert_true(got["later"][-1]["loss"] < -0.325, f"the loss must fall on the same batch: {got['stats']['loss']:.4f} "
+                                                   f"then {[round(s['loss'], 4) for s in got['later']]}")
 
 
 @pytest.mark.concept("clipping")
