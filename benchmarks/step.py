@@ -69,7 +69,7 @@ def measure(impl: str, size: str, thread_count: int, repeats: int, seed: int = 0
         seconds = median_seconds(step, repeats, warmup=2)
     return {"impl": impl, "size": size, "tokens_per_s": batch * context / seconds, "step_ms": 1000 * seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "parameters": model.num_parameters()}
+            "parameters": model.num_parameters(), "flops_per_token": model.flops_per_token()}
 
 
 def main(argv: list[str] | None = None) -> None:
