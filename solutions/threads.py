@@ -56,9 +56,15 @@ def from_command_line() -> int | None:
     return count
 
 
+def _positive(text: str) -> int:
+    if not (text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of threads, got {text!r}")
+    return int(text)
+
+
 def add_argument(parser: argparse.ArgumentParser) -> None:
     """The --threads option of every command, so that argparse accepts it and lists it in --help."""
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=_positive, default=None, metavar="N",
                         help="threads for NumPy's matrix products (default: the library's, one per core); read before "
                              "NumPy loads, so only when the command is started with python -m")
 

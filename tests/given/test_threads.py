@@ -61,6 +61,13 @@ def test_the_real_command_accepts_threads_and_does_not_say_it_came_too_late():
     assert "has no effect" not in done.stderr, f"the package did not apply --threads before NumPy: {done.stderr}"
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_thread_count_that_is_not_a_positive_integer_is_refused_by_the_command(value):
+    done = subprocess.run([sys.executable, "-m", f"{PACKAGE}.train", f"--threads={value}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "positive number of threads" in done.stderr, done.stderr
+
+
 def test_main_called_from_python_says_the_option_came_too_late():
     code = (f"from {PACKAGE}.generate import main\n"
             f"main(['--threads', '1', '--checkpoint', 'no-such-checkpoint.npz', '--prompt', 'a'])")
