@@ -81,11 +81,15 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:
     inv_rms = 1.0 / np.sqrt((x.data * x.data).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
     x_hat = x.data * inv_rms  # (..., C)
     w = weight.data
+    C = x.shape[-1]
 
     def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        gw = g * w  # (..., C): the gradient reaching x̂
-        dx = inv_rms * (gw - x_hat * (gw * x_hat).mean(axis=-1, keepdims=True))  # the path through r: eq. 10
-        dw = (g * x_hat).sum(axis=_leading_axes(g)) if weight.requires_grad else None  # (C,)
+        rows = (g.reshape(-1, C), x_hat.reshape(-1, C))  # (N, C) each: every leading axis is a row
+        dw = np.einsum("nc,nc->c", *rows) if weight.requires_grad else None  # (C,) sum of G · x̂, no temporary
+        dx = g * w  # (..., C): the gradient reaching x̂, turned into dL/dx in place
+        along = np.einsum("...c,...c->...", dx, x_hat)[..., None] / C  # (..., 1) mean(G·w · x̂) per row
+        dx -= x_hat * along  # the path through r: eq. 10
+        dx *= inv_rms
         return dx, dw
 
     return op(x_hat * w, (x, weight), backward)
@@ -122,6 +126,40 @@ def silu(x: Tensor) -> Tensor:
     a = x.data
     s = 0.5 + 0.5 * np.tanh(0.5 * a)  # σ(x), same shape as x
     return op(a * s, (x,), lambda g: (g * s * (1.0 + a * (1.0 - s)),))  # docs/07-blocks.md, eq. 14
+    ### END SOLUTION
+
+
+def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+    """SwiGLU's gating silu(gate) ⊙ up as ONE fused op (gate and up are the two projections x W1 and x W3).
+
+    Composed from `silu` and a product it would be two nodes and about ten full-size temporaries forward and
+    backward; fused, it is one node whose backward builds its two gradients in place, as production kernels do.
+    With σ = σ(gate) (computed as (1 + tanh(gate/2)) / 2, as in `silu`) and G = dL/dout:
+        out = gate · σ · up
+        dL/dgate = G · up · σ · (1 + gate · (1 - σ))      (silu'(gate): docs/07-blocks.md, eqs. 14-15)
+        dL/dup   = G · gate · σ                           (= G · silu(gate))
+    gate, up: (..., hidden), the same shape  ->  (..., hidden), in their dtype.
+    """
+    ### BEGIN SOLUTION
+    if gate.shape != up.shape:
+        raise ValueError(f"swiglu: gate {gate.shape} and up {up.shape} must have the same shape")
+    a, b = gate.data, up.data
+    sigma = np.multiply(a, 0.5)  # σ(a) = (1 + tanh(a/2)) / 2, built in place
+    np.tanh(sigma, out=sigma)
+    sigma *= 0.5
+    sigma += 0.5
+    silu_a = a * sigma  # kept: it is dL/dup's factor
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        grad_gate = np.subtract(1.0, sigma)  # silu'(a) = σ (1 + a (1 - σ)), built in place: eq. 14
+        grad_gate *= a
+        grad_gate += 1.0
+        grad_gate *= sigma
+        grad_gate *= b
+        grad_gate *= g  # G · up · silu'(gate)
+        return grad_gate, g * silu_a
+
+    return op(silu_a * b, (gate, up), backward)
     ### END SOLUTION
 
 
@@ -199,7 +237,7 @@ class SwiGLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         """(..., width) -> (..., width)."""
         ### BEGIN SOLUTION
-        return self.down(silu(self.gate(x)) * self.up(x))  # (..., hidden) in between
+        return self.down(swiglu(self.gate(x), self.up(x)))  # (..., hidden) in between
         ### END SOLUTION
 
 

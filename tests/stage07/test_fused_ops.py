@@ -1,4 +1,4 @@
-"""Stage 07 (transformer blocks), visible suite: the fused ops layer_norm, rms_norm, gelu and silu.
+"""Stage 07 (transformer blocks), visible suite: the fused ops layer_norm, rms_norm, gelu, silu and swiglu.
 
 Every test runs a probe on your module and on the reference and compares the two, and also checks something that does
 not trust the reference: a value worked out by hand in the comments, an invariant, central differences of YOUR forward
@@ -40,6 +40,10 @@ def composed_silu(x):
     return x * x.sigmoid()
 
 
+def composed_swiglu(gate, up):
+    return gate * gate.sigmoid() * up
+
+
 # name -> (argument names, fused call, composition); eps is ignored by the activations
 OPS = {
     "layer_norm": (("x", "weight", "bias"), lambda m, a, eps: m.layer_norm(*a, eps=eps),
@@ -48,6 +52,7 @@ OPS = {
                  lambda m, a, eps: composed_rms_norm(*a, eps)),
     "gelu": (("x",), lambda m, a, eps: m.gelu(*a), lambda m, a, eps: composed_gelu(*a)),
     "silu": (("x",), lambda m, a, eps: m.silu(*a), lambda m, a, eps: composed_silu(*a)),
+    "swiglu": (("gate", "up"), lambda m, a, eps: m.swiglu(*a), lambda m, a, eps: composed_swiglu(*a)),
 }
 
 
@@ -325,6 +330,43 @@ def test_silu_gradients_composition_and_large_inputs(check):
     _judge_composed(got, "silu")
 
 
+# ---------------------------------------------------------------- swiglu: silu(gate) ⊙ up, fused
+
+
+@pytest.mark.concept("swiglu-op")
+def test_swiglu_at_hand_computed_points(check):
+    gate, up = np.array([-1.0, 0.0, 1.0, 2.0]), np.array([3.0, -2.0, 0.5, 0.0])
+    got = check(probe_gradcheck, op="swiglu", inputs={"gate": gate, "up": up}, upstream=np.ones(4), tol=GRADCHECK,
+                what="swiglu at four points")
+    sigma = 1.0 / (1.0 + np.exp(-gate))  # σ(-1) = 0.2689414, σ(0) = 1/2, σ(1) = 0.7310586, σ(2) = 0.8807971
+    silu = gate * sigma
+    # out = silu(gate) · up: -0.2689414 · 3, 0, 0.7310586 · 0.5, 1.7615942 · 0
+    assert_close(got["out"], silu * up, HAND, "swiglu(gate, up) = silu(gate) · up", mistakes=(
+        Mistake("silu applied to up instead of gate", lambda got, want: np.allclose(got, gate * up / (1 + np.exp(-up)))),
+        Mistake("sigmoid(gate) · up (the GLU's sigmoid without the factor gate)",
+                lambda got, want: np.allclose(got, sigma * up)),))
+    # d/dup = silu(gate): at gate = 2 the up gradient is silu(2) = 1.7615942 although out is 0 there
+    assert_close(got["grads"]["up"], silu, HAND, "d/dup = silu(gate)")
+    # d/dgate = up · silu'(gate), silu'(x) = σ(x)(1 + x(1 - σ(x))): 3 · 0.0723295 at -1, -2 · 1/2 at 0, 0 at 2
+    assert_close(got["grads"]["gate"], up * sigma * (1.0 + gate * (1.0 - sigma)), HAND, "d/dgate = up · silu'(gate)",
+                 mistakes=(Mistake("d/dgate = up · σ(gate): the derivative of silu is not σ",
+                                   lambda got, want: np.allclose(got, up * sigma)),))
+    _judge_gradcheck(got, "swiglu at four points")
+
+
+@pytest.mark.concept("swiglu-op")
+def test_swiglu_gradients_and_composition_from_silu_and_a_product(check):
+    rng = seeded(741)
+    inputs = {"gate": rng.normal(size=(2, 3, 7)) * 3.0, "up": rng.normal(size=(2, 3, 7))}
+    upstream = seeded(742).normal(size=(2, 3, 7))
+    got = check(probe_gradcheck, op="swiglu", inputs=inputs, upstream=upstream, tol=GRADCHECK,
+                what="swiglu gradcheck")
+    _judge_gradcheck(got, "swiglu")
+    got = check(probe_composed, op="swiglu", inputs=inputs, upstream=upstream, tol=COMPOSED,
+                what="swiglu fused and composed")
+    _judge_composed(got, "swiglu")
+
+
 # ---------------------------------------------------------------- float32 stays float32
 
 
@@ -343,6 +385,7 @@ def probe_float32(m, inputs: dict, upstream: np.ndarray) -> dict:
 @pytest.mark.concept("float32")
 def test_float32_inputs_give_float32_outputs_and_gradients(check):
     inputs = _norm_inputs(731, (4, 3, 16))
+    inputs["gate"], inputs["up"] = seeded(733).normal(size=(2, 4, 3, 16)) * 2.0  # swiglu's two projections
     inputs = {k: v.astype(np.float32) for k, v in inputs.items()}
     upstream = seeded(732).normal(size=(4, 3, 16)).astype(np.float32)
     got = check(probe_float32, inputs=inputs, upstream=upstream, tol=Tol(1e-4, 1e-5, "float32 arithmetic in "

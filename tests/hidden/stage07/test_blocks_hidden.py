@@ -182,6 +182,42 @@ def test_silu_symmetry_of_slopes_and_float32_extremes(check):
                                    lambda got, want: any("overflow" in w for w in got)),))
 
 
+@pytest.mark.concept("swiglu-op")
+@pytest.mark.parametrize("shape", [(5,), (2, 1, 2, 3)], ids=["1-D", "4-D"])
+def test_swiglu_gradcheck_on_a_single_row_and_four_axes(check, shape):
+    rng = seeded(7070 + len(shape))
+    arrays = [rng.normal(size=shape) * 3.0, rng.normal(size=shape)]
+    got = check(probe_gradients, op="swiglu", arrays=arrays, upstream=seeded(7075).normal(size=shape), tol=GRADCHECK,
+                what=f"swiglu gradcheck, shape {shape}")
+    _judge_numeric(got, f"swiglu, shape {shape}", ("gate", "up"))
+
+
+def probe_swiglu_float32(m, gate: np.ndarray, up: np.ndarray) -> dict:
+    """float32 forward and backward of swiglu with warnings recorded (an overflowing exp warns)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        leaves = [m.Tensor(gate, requires_grad=True), m.Tensor(up, requires_grad=True)]
+        out = m.swiglu(*leaves)
+        out.backward(np.ones_like(gate))
+    return {"out": out.data, "grads": [leaf.grad for leaf in leaves], "dtypes": [str(out.dtype)] + [
+        str(leaf.grad.dtype) for leaf in leaves], "warnings": [str(w.message) for w in caught]}
+
+
+@pytest.mark.concept("swiglu-op")
+def test_swiglu_in_float32_far_from_0(check):
+    gate = np.array([-200.0, -100.0, 100.0, 200.0], np.float32)
+    up = np.array([2.0, -1.0, 0.5, -3.0], np.float32)
+    got = check(probe_swiglu_float32, gate=gate, up=up, tol=Tol(1e-6, 1e-6, "float32"), what="swiglu in float32")
+    assert_close(got["out"], np.array([0.0, 0.0, 50.0, -600.0]), Tol(1e-6, 1e-6, "float32"),
+                 "swiglu(gate, up) far from 0: silu(gate) is 0 or gate there")
+    assert_close(got["grads"][0], np.array([0.0, 0.0, 0.5, -3.0]), Tol(1e-6, 1e-6, "float32"),
+                 "d/dgate far from 0: up · silu'(gate), silu' is 0 or 1 there")
+    assert_close(got["dtypes"], ["float32"] * 3, EXACT, "dtypes of the output and of both gradients")
+    assert_close(got["warnings"], [], EXACT, "warnings raised by swiglu in float32 (e^200 overflows float32)",
+                 mistakes=(Mistake("exp(-x) overflows for x << 0: compute σ(x) as (1 + tanh(x/2))/2",
+                                   lambda got, want: any("overflow" in w for w in got)),))
+
+
 # ---------------------------------------------------------------- dropout
 
 
