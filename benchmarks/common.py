@@ -43,11 +43,20 @@ def threads(count: int) -> Iterator[None]:
 
 def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     """The median wall time of `step` over `repeats` runs after `warmup` untimed ones."""
+    return median_times(step, repeats, warmup)[0]
+
+
+def median_times(step: Callable[[], object], repeats: int, warmup: int = 2) -> tuple[float, float]:
+    """(median wall time, median CPU time of this process) of `step` over `repeats` runs after `warmup` untimed ones.
+
+    On a shared machine the wall time includes waiting for a core; the process's CPU time does not, so at ONE thread
+    it is the steadier measure of the work (with more threads it adds up every thread's time, spinning included)."""
     for _ in range(warmup):
         step()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)

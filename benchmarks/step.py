@@ -2,8 +2,8 @@
 
     python -m benchmarks.step --impl numpy|torch --size small|medium [--threads 2] [--repeats 10]
 
-prints one JSON object: tokens per second (batch · context / the median step time), the median step in ms, and the
-process's peak resident memory. A step is what training does: forward with the loss, backward, clip the gradient
+prints one JSON object: tokens per second (batch · context / the median step time; also per second of the process's
+CPU time, steadier on a shared machine at one thread), the median step in ms, and the process's peak resident memory. A step is what training does: forward with the loss, backward, clip the gradient
 norm at 1.0, an AdamW update, clear the gradients.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import median_seconds, threads, torch_or_none
+from benchmarks.common import median_times, threads, torch_or_none
 
 SIZES = {  # model and batch: cpu-small is nanoGPT's CPU configuration; medium is the issue's 6-layer one
     "small": {"layers": 4, "heads": 4, "width": 128, "context": 64, "batch": 12},
@@ -66,8 +66,9 @@ def measure(impl: str, size: str, thread_count: int, repeats: int, seed: int = 0
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-        seconds = median_seconds(step, repeats, warmup=2)
+        seconds, cpu_seconds = median_times(step, repeats, warmup=2)
     return {"impl": impl, "size": size, "tokens_per_s": batch * context / seconds, "step_ms": 1000 * seconds,
+            "tokens_per_cpu_s": batch * context / cpu_seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "parameters": model.num_parameters(), "flops_per_token": model.flops_per_token()}
 
