@@ -190,6 +190,83 @@ def total_parameters(model: Module) -> int:
 # ---------------------------------------------------------------------- classification (stage 14, part 2)
 
 
+MODES = ("head", "last-blocks", "lora")  # what set_trainable leaves trainable besides the classifier's head
+
+
+def last_token_states(hidden: Tensor, lengths: np.ndarray) -> Tensor:
+    """hidden (B, T, C), lengths (B,) ints -> (B, C): row b's vector at position lengths[b] - 1, the last REAL token
+    of a right-padded sequence (the only position that has read all of it, under causal attention).
+
+    One fancy index, hidden[arange(B), lengths - 1], so the gradient reaches those B positions only. ValueError
+    naming the lengths when one is outside 1 .. T, or when there is not one length per row (a length of 0 would
+    silently read position -1, the last padding slot).
+    """
+    ### BEGIN SOLUTION
+    lengths = np.asarray(lengths)
+    B, T = hidden.shape[0], hidden.shape[1]
+    if lengths.shape != (B,) or lengths.dtype.kind not in "iu" or (lengths < 1).any() or (lengths > T).any():
+        raise ValueError(f"last_token_states: lengths must be {B} integers in 1 .. {T} (one per row), got {lengths}")
+    return hidden[np.arange(B), lengths - 1]  # (B, C)
+    ### END SOLUTION
+
+
+class SequenceClassifier(Module):
+    """A GPT that reads a sequence and scores `classes` labels: logits = head(features(ids)[b, lengths[b] - 1])."""
+
+    def __init__(self, gpt: GPT, classes: int, *, rng: np.random.Generator) -> None:
+        """Keep `gpt` (the pretrained body, whose own LM head goes unused) and make
+            head = Linear(C, classes, rng=rng, std=0.02, dtype=the token embedding's dtype)
+        (small logits: the first predictions are near uniform, the loss starts near ln(classes))."""
+        ### BEGIN SOLUTION
+        self.gpt = gpt
+        self.head = Linear(gpt.config.width, classes, rng=rng, std=0.02, dtype=gpt.token_embedding.weight.dtype)
+        ### END SOLUTION
+
+    def forward(self, ids: np.ndarray, lengths: np.ndarray) -> Tensor:
+        """ids (B, T) right-padded token ids (row b's real tokens are ids[b, :lengths[b]], anything after is padding),
+        lengths (B,) -> logits (B, classes): the head on last_token_states(gpt.features(ids), lengths).
+        Causal attention keeps the padding out: position lengths[b] - 1 never attends to a later slot."""
+        ### BEGIN SOLUTION
+        return self.head(last_token_states(self.gpt.features(ids), lengths))  # (B, classes)
+        ### END SOLUTION
+
+    def loss(self, ids: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> Tensor:
+        """The mean cross-entropy (stage 04) of the integer labels (B,) under forward(ids, lengths)."""
+        ### BEGIN SOLUTION
+        return cross_entropy(self.forward(ids, lengths), labels)
+        ### END SOLUTION
+
+
+def set_trainable(classifier: SequenceClassifier, mode: str, *, blocks: int = 1, rank: int = 8, alpha: float = 16.0,
+                  rng: np.random.Generator | None = None, targets: tuple[str, ...] = ("query", "value")) -> int:
+    """Freeze the classifier's GPT for fine-tuning `mode`, keep the head trainable, and return
+    trainable_parameters(classifier):
+
+        "head"          the GPT frozen whole (freeze): only head.weight and head.bias learn
+        "last-blocks"   the GPT frozen, then its last `blocks` blocks and its final_norm trainable again
+                        (requires_grad True on every Tensor in them)
+        "lora"          apply_lora(gpt, rank, alpha, rng=rng, targets=targets): the adapters and the head learn
+
+    ValueError for another mode, or for blocks outside 1 .. the number of blocks in "last-blocks".
+    """
+    ### BEGIN SOLUTION
+    if mode not in MODES:
+        raise ValueError(f"set_trainable: mode must be one of {MODES}, got {mode!r}")
+    gpt = classifier.gpt
+    if mode == "lora":
+        apply_lora(gpt, rank, alpha, rng=rng, targets=targets)  # freezes the GPT, then adds trainable A and B
+    else:
+        freeze(gpt)
+    if mode == "last-blocks":
+        if not 1 <= blocks <= len(gpt.blocks):
+            raise ValueError(f"set_trainable: blocks must be in 1 .. {len(gpt.blocks)}, got {blocks}")
+        for module in [*gpt.blocks[-blocks:], gpt.final_norm]:
+            for tensor in _tensors(module):
+                tensor.requires_grad = True
+    return trainable_parameters(classifier)
+    ### END SOLUTION
+
+
 # ---------------------------------------------------------------------- instruction tuning
 
 

