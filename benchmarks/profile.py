@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import json
 import linecache
+import os
 import statistics
 import sys
 import threading
@@ -149,11 +150,13 @@ def training_step(model, optimizer, ids, targets):
 
 
 def timed(step, count: int) -> list[float]:
-    seconds = []
+    """The wall time of each of `count` steps (and, in timed.cpu, the process's CPU time of each)."""
+    seconds, timed.cpu = [], []
     for _ in range(count):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         step()
         seconds.append(time.perf_counter() - started)
+        timed.cpu.append(time.process_time() - cpu)
     return seconds
 
 
@@ -168,6 +171,7 @@ def measure(size: str = "small", thread_count: int = 1, steps: int = 20, top: in
     with threads(thread_count):
         timed(step, 2)  # warm-up: first-call allocations, BLAS threads starting
         plain = timed(step, steps)
+        plain_cpu = timed.cpu
         timed(tiny_step, 2)
         tiny = timed(tiny_step, 5 * steps)
         sampler.start()
@@ -190,6 +194,8 @@ def measure(size: str = "small", thread_count: int = 1, steps: int = 20, top: in
     per_sample_ms = 1000 * step_seconds / max(total, 1)
     return {
         "size": size, "threads": thread_count, "steps": steps, "shape": SIZES[size], "step_ms": 1000 * step_seconds,
+        "step_cpu_ms": 1000 * statistics.median(plain_cpu),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "sampled_step_ms": 1000 * statistics.median(sampled), "samples": total,
         "tiny_step_ms": 1000 * statistics.median(tiny),
         "categories": {category: {"ms": totals[category] * per_sample_ms, "share": totals[category] / max(total, 1),
@@ -204,8 +210,9 @@ def table(result: dict) -> str:
     shape = result["shape"]
     lines = [f"one training step, {result['size']} ({shape['layers']} layers, width {shape['width']}, context "
              f"{shape['context']}, batch {shape['batch']}), {result['threads']} BLAS thread(s): median "
-             f"{result['step_ms']:.1f} ms over {result['steps']} steps ({result['sampled_step_ms']:.1f} ms while "
-             f"sampled, {result['samples']:,} samples)", "",
+             f"{result['step_ms']:.1f} ms over {result['steps']} steps (CPU time {result['step_cpu_ms']:.1f} ms; "
+             f"{result['sampled_step_ms']:.1f} ms while sampled, {result['samples']:,} samples); load average "
+             f"{', '.join(f'{x:.1f}' for x in result['load_average'] or [])}", "",
              "| category | ms / step | share | what | biggest functions (ms) |", "| --- | --- | --- | --- | --- |"]
     for category, entry in result["categories"].items():
         biggest = ", ".join(f"{name} {ms:.1f}" for name, ms in entry["top"])
