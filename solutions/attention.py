@@ -64,16 +64,17 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: boo
     scale = 1.0 / math.sqrt(Dh)  # a Python float: a NumPy float64 scalar would turn float32 scores into float64
 
     queries = q.data.reshape(B, Hkv, G * T, Dh)  # a group's query heads are extra rows against one key head
-    scores = (queries @ k.data.swapaxes(-1, -2)) * scale  # (B, Hkv, G*T, S)
+    scores = queries @ k.data.swapaxes(-1, -2)  # (B, Hkv, G*T, S), a fresh array: the steps below work in place
+    scores *= scale
     scores = scores.reshape(B, Hkv, G, T, S)  # a view: head h = (h // G, h % G)
     if bias is not None:
         bias = np.broadcast_to(np.asarray(bias, dtype=scores.dtype), (B, H, T, S))
         scores = scores + bias.reshape(B, Hkv, G, T, S)
     if causal:
         visible = np.tri(T, S, S - T, dtype=bool)  # (T, S): True where key j <= S - T + i
-        scores += np.where(visible, 0.0, -np.inf).astype(scores.dtype)  # -inf on the future: exp gives exactly 0
+        np.copyto(scores, -np.inf, where=~visible)  # -inf on the future (exp gives exactly 0), no full-size mask
     scores -= scores.max(axis=-1, keepdims=True)  # largest score 0: exp cannot overflow; rows are never all -inf
-    probs = np.exp(scores)
+    probs = np.exp(scores, out=scores)  # the scores are not needed again
     probs /= probs.sum(axis=-1, keepdims=True)  # (B, Hkv, G, T, S)
     probs = probs.reshape(B, Hkv, G * T, S)
     out = (probs @ v.data).reshape(B, H, T, Dh)  # (B, Hkv, G*T, Dh) -> (B, H, T, Dh)
@@ -82,7 +83,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: boo
         grad = grad.reshape(B, Hkv, G * T, Dh)  # dO, grouped like the queries
         grad_v = probs.swapaxes(-1, -2) @ grad  # (B, Hkv, S, Dh): Pᵀ dO, summed over the group's rows
         grad_s = grad @ v.data.swapaxes(-1, -2)  # (B, Hkv, G*T, S): dP = dO vᵀ, turned into dSc in place below
-        grad_s -= (grad_s * probs).sum(axis=-1, keepdims=True)  # dP − rowsum(dP ⊙ P): softmax's Jacobian, row-wise
+        grad_s -= np.einsum("...s,...s->...", grad_s, probs)[..., None]  # dP − rowsum(dP ⊙ P): softmax's Jacobian
         grad_s *= probs
         grad_s *= scale  # the scale of q kᵀ · scale, folded in once for both dQ and dK
         grad_q = (grad_s @ k.data).reshape(B, H, T, Dh)  # dSc k · scale
@@ -130,14 +131,30 @@ def apply_rope(x: Tensor, cos: np.ndarray, sin: np.ndarray, offset: int = 0) -> 
     c = cos[offset:offset + T].astype(x.dtype, copy=False)  # (T, Dh/2), broadcasts over (B, H)
     s = sin[offset:offset + T].astype(x.dtype, copy=False)
     a, b = x.data[..., :half], x.data[..., half:]  # (B, H, T, Dh/2) each
-    out = np.concatenate([a * c - b * s, b * c + a * s], axis=-1)  # (B, H, T, Dh)
+    out = _rotate(a, b, c, s)  # (B, H, T, Dh): [a c - b s, b c + a s]
 
     def backward(grad: np.ndarray) -> tuple[np.ndarray]:
-        grad_a, grad_b = grad[..., :half], grad[..., half:]
-        return (np.concatenate([grad_a * c + grad_b * s, grad_b * c - grad_a * s], axis=-1),)  # rotate back
+        return (_rotate(grad[..., :half], grad[..., half:], c, -s),)  # rotate back: [ga c + gb s, gb c - ga s]
 
     return op(out, (x,), backward)
     ### END SOLUTION
+
+
+### BEGIN SOLUTION
+def _rotate(a: np.ndarray, b: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """[a c - b s, b c + a s] written straight into the two halves of one new array: no np.concatenate of two fresh
+    halves, one temporary instead of four."""
+    half = a.shape[-1]
+    out = np.empty(a.shape[:-1] + (2 * half,), dtype=np.result_type(a, c))  # (..., Dh)
+    first, second = out[..., :half], out[..., half:]
+    np.multiply(a, c, out=first)
+    np.multiply(b, c, out=second)
+    product = b * s
+    first -= product
+    np.multiply(a, s, out=product)
+    second += product
+    return out
+### END SOLUTION
 
 
 def sinusoidal_positions(max_positions: int, dim: int) -> np.ndarray:
