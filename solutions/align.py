@@ -2,7 +2,8 @@
 
 Stage 14's supervised fine-tuning teaches the model a format (a prompt, then an answer ending with <|end|>) by
 imitation. Alignment goes further with a signal that says which answer is BETTER:
-  - a reward model: the GPT with a scalar head, trained on (chosen, rejected) pairs with the Bradley-Terry loss;
+  - a reward model: the GPT with a scalar head on the last real token (stage 14's last_token_states), trained on
+    (chosen, rejected) pairs with the Bradley-Terry loss;
   - DPO: the policy trained directly on the pairs, against a frozen reference, with no reward model and no sampling;
   - GRPO: the policy samples a group of answers per prompt, a verifiable reward scores them, each answer's advantage
     is its reward against the group's, and a clipped policy-ratio objective (with an optional KL penalty to the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .finetune import last_token_states
 from .generate import KVCache, forward_cached, sample
 from .gpt import GPT
 from .nn import Linear, Module
@@ -45,25 +47,12 @@ def log_sigmoid(x: Tensor) -> Tensor:
     ### END SOLUTION
 
 
-def last_token_features(features: Tensor, lengths: np.ndarray) -> Tensor:
-    """The hidden state of each row's last real token: features (B, T, C), lengths (B,) -> (B, C).
-
-    Rows are right-padded, so row b's last real token sits at position lengths[b] - 1 (a causal model's state there
-    has read the whole sequence, and no padding). ValueError naming lengths unless every 1 <= lengths[b] <= T.
-    """
-    ### BEGIN SOLUTION
-    lengths = np.asarray(lengths, dtype=np.int64)
-    B, T = features.shape[0], features.shape[1]
-    if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-        raise ValueError(f"lengths must be {B} integers in 1..{T} (the real tokens of each row), got {lengths}")
-    return features[np.arange(B), lengths - 1]  # (B, C): one gathered row per sequence
-    ### END SOLUTION
-
-
 class RewardModel(Module):
     """A GPT that scores a whole sequence with one number: a Linear(C, 1) head on the last real token's state.
 
-    reward(ids, lengths) = head(last_token_features(gpt.features(ids), lengths)), shape (B,).
+    reward(ids, lengths) = head(last_token_states(gpt.features(ids), lengths)), shape (B,): stage 14's pooling, the
+    state of each row's last real token (rows are right-padded, so position lengths[b] - 1; a causal model's state
+    there has read the whole sequence and none of the padding).
     """
 
     def __init__(self, gpt: GPT, *, rng: np.random.Generator) -> None:
@@ -77,7 +66,7 @@ class RewardModel(Module):
     def forward(self, ids: np.ndarray, lengths: np.ndarray) -> Tensor:
         """ids (B, T) right-padded, lengths (B,) -> rewards (B,)."""
         ### BEGIN SOLUTION
-        pooled = last_token_features(self.gpt.features(ids), lengths)  # (B, C)
+        pooled = last_token_states(self.gpt.features(ids), lengths)  # (B, C)
         return self.head(pooled).reshape(-1)  # (B,)
         ### END SOLUTION
 

@@ -247,16 +247,16 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
 
 @dataclass
 class GRPOConfig:
-    steps: int = 60
-    prompts: int = 8  # prompts per step
+    steps: int = 40
+    prompts: int = 16  # prompts per step
     group: int = 8  # sampled answers per prompt
-    max_new_tokens: int = 6  # "add a and b": at most 3 digits and <|end|>
+    max_new_tokens: int = 20  # the longest answer ("sword crown horse") and <|end|>
     temperature: float = 1.0
-    epochs: int = 2  # updates per batch of samples: the second one sees ratios != 1, where clipping acts
-    lr: float = 3e-5
+    epochs: int = 4  # updates per batch of samples: after the first the ratios differ from 1, and the clip acts
+    lr: float = 2e-5
     clip: float = 0.2
     kl_coef: float = 0.02
-    kinds: tuple[str, ...] = ("add",)
+    kinds: tuple[str, ...] = ("reverse", "sort")  # see docs/15-align.md, section 7, for "add"
     train_prompts: int = 2000
     held_out: int = 64  # held-out prompts for the evaluations
     eval_group: int = 8  # sampled answers per held-out prompt
@@ -273,13 +273,17 @@ def score(chat, examples: list, responses: list) -> np.ndarray:
                      zip(examples, responses)], dtype=np.float64)
 
 
-def sampled_reward(policy, chat, examples: list, config: GRPOConfig, seed: int) -> float:
-    """The held-out mean reward of eval_group answers per prompt sampled at the run's temperature (a fixed seed, so
-    every evaluation draws the same uniforms)."""
+def sampled_reward(policy, chat, examples: list, config: GRPOConfig, seed: int) -> dict[str, float]:
+    """The held-out mean reward of eval_group answers per prompt sampled at the run's temperature, per task kind and
+    "all" (a fixed seed, so every evaluation draws the same uniforms)."""
     rng = np.random.default_rng(seed)
     responses = [sample_responses(policy, chat.encode_prompt(e.prompt), config.eval_group, config.max_new_tokens,
                                   end=chat.end, rng=rng, temperature=config.temperature) for e in examples]
-    return float(score(chat, examples, responses).mean())
+    rewards = score(chat, examples, responses).mean(axis=1)  # (prompts,)
+    kinds = np.array([e.kind for e in examples])
+    result = {kind: float(rewards[kinds == kind].mean()) for kind in dict.fromkeys(kinds.tolist())}
+    result["all"] = float(rewards.mean())
+    return result
 
 
 def train_grpo(config: GRPOConfig, init: str | Path, out: str | Path) -> dict:
@@ -293,15 +297,17 @@ def train_grpo(config: GRPOConfig, init: str | Path, out: str | Path) -> dict:
     evaluate_seed = config.seed + 3
 
     def evaluate(step: int) -> None:
+        sampled = sampled_reward(policy, chat, held_out, config, evaluate_seed)
+        greedy = accuracy(policy, chat, held_out)
         log["eval_step"].append(step)
-        log["eval_sampled"].append(sampled_reward(policy, chat, held_out, config, evaluate_seed))
-        log["eval_greedy"].append(accuracy(policy, chat, held_out)["all"])
-        print(f"step {step:4d}  held-out reward: sampled {log['eval_sampled'][-1]:.3f}, greedy "
-              f"{log['eval_greedy'][-1]:.3f}", flush=True)
+        log["eval_sampled"].append(sampled["all"])
+        log["eval_greedy"].append(greedy["all"])
+        log["eval_by_kind"].append({"sampled": sampled, "greedy": greedy})
+        print(f"step {step:4d}  held-out reward: sampled {sampled}, greedy {greedy}", flush=True)
 
     log: dict = {"command": "grpo", "config": config.to_dict(), "init": str(init), "eval_step": [],
-                 "eval_sampled": [], "eval_greedy": [], "step": [], "reward": [], "loss": [], "clipped": [],
-                 "kl": []}
+                 "eval_sampled": [], "eval_greedy": [], "eval_by_kind": [], "step": [], "reward": [], "loss": [],
+                 "clipped": [], "kl": []}
     evaluate(0)
     optimizer = AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
     rng = np.random.default_rng(config.seed + 2)

@@ -73,24 +73,6 @@ def probe_pairwise_gradcheck(m, function: str, chosen: np.ndarray, rejected: np.
             "numeric_rejected": central_difference(value, rejected)}
 
 
-def probe_last_token(m, features: np.ndarray, lengths: list) -> dict:
-    """last_token_features and the gradient of sum(out · w) with respect to the features (w: 1, 2, 3, ...)."""
-    f = leaf(m, features)
-    out = m.last_token_features(f, np.array(lengths, dtype=np.int64))
-    (out * np.arange(1.0, out.data.size + 1.0).reshape(out.shape)).sum().backward()
-    return {"out": out.data, "grad": grad_of(f, features)}
-
-
-def probe_last_token_refusal(m, lengths: list) -> dict:
-    tensor = sibling(m, "tensor")
-    features = tensor.Tensor(np.zeros((2, 4, 3)), dtype=np.float64)
-
-    def shape_of(lengths):
-        return list(m.last_token_features(features, np.array(lengths)).shape)
-
-    return raised(shape_of, lengths, mentions=("lengths",))
-
-
 def reward_model_of(m, fields: dict, seed: int):
     """RewardModel on a float64 GPT, its head drawn from seeded(seed + 2), then given float64 seeded weights."""
     model = model_of(m, fields, seed)
@@ -271,7 +253,8 @@ def probe_dpo_batch(m, fields: dict, seeds: list, beta: float, chosen_ids: np.nd
                         "chosen_reward": float(beta * (pc - rc).mean()),
                         "rejected_reward": float(beta * (pr - rr).mean()),
                         "accuracy": float(np.mean(delta > 0))},
-            "reference_graphs": graphs, "reference_grads": sum(p.grad is not None and bool(np.any(p.grad)) for p in reference.parameters()),
+            "reference_graphs": graphs,
+            "reference_grads": sum(p.grad is not None and bool(np.any(p.grad)) for p in reference.parameters()),
             "policy_grads": sum(p.grad is not None and bool(np.any(p.grad)) for p in policy.parameters()),
             "policy_parameters": len(policy.parameters())}
 

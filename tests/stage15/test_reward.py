@@ -1,8 +1,8 @@
 """Stage 15 (aligning a model), visible suite: the reward model.
 
-log σ by hand at the extremes (finite where log(sigmoid(x)) is -inf), the last real token of right-padded rows, a
-reward model that ignores its padding, the Bradley-Terry loss and its gradient by hand and by central differences,
-accuracy with ties, and a tiny reward model that learns a rule.
+log σ by hand at the extremes (finite where log(sigmoid(x)) is -inf), a reward model that reads each row's last real
+token (stage 14's last_token_states) and ignores its padding, the Bradley-Terry loss and its gradient by hand and by
+central differences, accuracy with ties, and a tiny reward model that learns a rule.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from grader.harness import EXACT, F32, F64, GRADCHECK, Mistake, assert_close, assert_true, seeded
-from tests.stage15.helpers import (TINY, probe_last_token, probe_last_token_refusal, probe_log_sigmoid,
-                                   probe_pairwise_gradcheck, probe_reward_model, probe_reward_training, sigmoid)
+from tests.stage15.helpers import (TINY, probe_log_sigmoid, probe_pairwise_gradcheck, probe_reward_model,
+                                   probe_reward_training, sigmoid)
 
 
 def probe_accuracy(m, chosen: list, rejected: list) -> dict:
@@ -45,30 +45,6 @@ def test_log_sigmoid_gradient_and_dtype(check):
     got = check(probe_log_sigmoid, x=[-30.0, 0.5, 30.0], weights=[1.0] * 3, dtype="float32", tol=F32,
                 what="log_sigmoid in float32")
     assert_close(got["dtype"], "float32", EXACT, "log_sigmoid keeps float32 float32")
-
-
-@pytest.mark.concept("pooling")
-def test_last_token_features_picks_each_rows_last_real_token(check):
-    # features[b, t] = (10 b + t, -(10 b + t)); lengths (5, 1, 3): positions 4, 0 and 2.
-    features = np.stack([np.stack([[10.0 * b + t, -(10.0 * b + t)] for t in range(5)]) for b in range(3)])
-    got = check(probe_last_token, features=features, lengths=[5, 1, 3], tol=F64, what="last_token_features")
-    assert_close(got["out"], np.array([[4.0, -4.0], [10.0, -10.0], [22.0, -22.0]]), EXACT,
-                 "rows at positions lengths - 1", mistakes=(
-                     Mistake("position lengths[b] is the first PAD slot: the last real token is lengths[b] - 1",
-                             lambda g, w: g[1][0] == 11.0),
-                     Mistake("the last position T - 1 is padding in a right-padded row: use lengths",
-                             lambda g, w: g[1][0] == 14.0)))
-    grad = np.zeros_like(features)
-    grad[0, 4], grad[1, 0], grad[2, 2] = [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]
-    assert_close(got["grad"], grad, EXACT, "the gradient reaches only the gathered positions")
-
-
-@pytest.mark.concept("pooling")
-def test_last_token_features_refuses_lengths_outside_the_rows(check):
-    got = check(probe_last_token_refusal, lengths=[4, 1], tol=EXACT, what="lengths (4, 1) of T = 4")
-    assert_close(got["returned"], [2, 3], EXACT, "lengths (4, 1) are valid: the (B, C) features")
-    check(probe_last_token_refusal, lengths=[0, 2], tol=EXACT, what="a row of length 0 has no last token")
-    check(probe_last_token_refusal, lengths=[5, 2], tol=EXACT, what="length 5 of a row of 4 slots")
 
 
 @pytest.mark.concept("reward-model")

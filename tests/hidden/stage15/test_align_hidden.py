@@ -10,7 +10,7 @@ import pytest
 
 from grader.harness import EXACT, F32, F64, GRADCHECK, Mistake, assert_close, assert_true, seeded
 from tests.stage15.helpers import (LOGPROB, TINY, pair_batch, probe_advantages, probe_dpo_batch, probe_dpo_loss,
-                                   probe_grpo_loss, probe_grpo_step, probe_kl, probe_last_token, probe_log_sigmoid,
+                                   probe_grpo_loss, probe_grpo_step, probe_kl, probe_log_sigmoid,
                                    probe_pairwise_gradcheck, probe_reward_model, probe_sample_responses,
                                    probe_sequence_logprobs, probe_token_logprobs, rollout_batch, sigmoid)
 
@@ -25,13 +25,6 @@ def test_log_sigmoid_far_right_and_far_left_in_float32(check):
     assert_true(bool(np.all(np.isfinite(got["out"]))), f"log_sigmoid must be finite in float32: {got['out']}")
     assert_close(got["out"][[0, 1]], np.array([-90.0, -20.0]), F64, "log σ(x) ≈ x far left (float32)")
     assert_close(got["grad"], np.array([1.0, 1.0, sigmoid(-20.0), 0.0]), F32, "σ(-x) in float32")
-
-
-@pytest.mark.concept("pooling")
-def test_last_token_of_full_and_single_token_rows(check):
-    features = seeded(1580).standard_normal((4, 3, 5))
-    got = check(probe_last_token, features=features, lengths=[3, 3, 1, 2], tol=F64, what="last_token_features")
-    assert_close(got["out"], features[[0, 1, 2, 3], [2, 2, 0, 1]], EXACT, "rows at lengths - 1")
 
 
 @pytest.mark.concept("reward-model")
