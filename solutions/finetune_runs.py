@@ -25,11 +25,12 @@ import numpy as np
 
 from . import tasks, threads
 from .corpus import load_tokenizer, save_tokenizer
-from .finetune import (ChatTokenizer, apply_lora, extend_vocabulary, merge_lora, pack, sft_loss, total_parameters,
-                       trainable_parameters)
+from .finetune import (MODES, ChatTokenizer, SequenceClassifier, apply_lora, extend_vocabulary, merge_lora, pack,
+                       set_trainable, sft_loss, total_parameters, trainable_parameters)
 from .generate import KVCache, forward_cached
 from .gpt import GPT
 from .optim import AdamW, clip_grad_norm, cosine_schedule
+from .tensor import no_grad
 
 MODEL_FILE = "model.npz"
 LOG_FILE = "log.json"
@@ -177,11 +178,208 @@ def sft(config: SFTConfig, init: str | Path, out: str | Path, *, log_every: int 
     return log
 
 
+# ---------------------------------------------------------------------- classifying passages by genre (part 2)
+
+
+@dataclass
+class ClassifyConfig:
+    """One genre-classification run: passages of the plays (tasks.py's genres: the First Folio's comedy, history,
+    tragedy), split by play, a SequenceClassifier on the pretrained GPT, and the two baselines on the same passages.
+    `default` finishes in a few minutes on 2 cores from the stage-10 checkpoint."""
+
+    mode: str = "last-blocks"  # finetune.MODES: what trains besides the head
+    blocks: int = 2  # last-blocks: how many of the last blocks train (and the final norm)
+    rank: int = 8  # lora
+    alpha: float = 16.0
+    targets: tuple[str, ...] = ("query", "key", "value", "output", "down")
+    length: int = 64  # the longest passage, in characters: the checkpoint's context
+    min_length: int | None = None  # None: every passage `length` long; 32: 32 .. 64, right-padded batches
+    held_out_per_genre: int = 3  # plays of each genre kept out of training
+    train_per_play: int = 600
+    held_out_per_play: int = 150
+    steps: int = 1000
+    batch_size: int = 32
+    max_lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CLASSIFY_PRESETS = {
+    "default": ClassifyConfig(),
+    "tiny": ClassifyConfig(steps=3, batch_size=4, train_per_play=2, held_out_per_play=2, rank=2),  # seconds
+}
+
+
+def pad_right(sequences: list, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Token id sequences -> (ids (B, T) int64, lengths (B,) int64): row b is sequences[b] followed by pad_id up to
+    the longest, T. What the padding holds does not matter: the classifier reads position lengths[b] - 1 only."""
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+    ids = np.full((len(sequences), int(lengths.max())), pad_id, dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, :len(sequence)] = sequence
+    return ids, lengths
+
+
+def predict(classifier: SequenceClassifier, sequences: list, batch_size: int = 256) -> np.ndarray:
+    """The argmax class of each sequence, int64 (n,), in eval mode and without a graph, a batch at a time."""
+    was_training = classifier.training
+    classifier.eval()
+    predictions = []
+    try:
+        with no_grad():
+            for start in range(0, len(sequences), batch_size):
+                logits = classifier(*pad_right(sequences[start:start + batch_size]))  # (B, classes)
+                predictions.append(np.argmax(logits.data, axis=-1))
+    finally:
+        classifier.train(was_training)
+    return np.concatenate(predictions).astype(np.int64)
+
+
+def character_counts(sequences: list, vocab_size: int) -> np.ndarray:
+    """A bag of characters: counts[i, v] = how many times id v occurs in sequence i, float64 (n, V)."""
+    return np.stack([np.bincount(sequence, minlength=vocab_size) for sequence in sequences]).astype(np.float64)
+
+
+def bag_of_characters(train: np.ndarray, labels: np.ndarray, held_out: np.ndarray, classes: int, *,
+                      steps: int = 500, lr: float = 0.5, l2: float = 1e-3) -> dict[str, np.ndarray]:
+    """The baselines on character counts (n, V): predictions on `held_out` of
+        "logistic"     multinomial logistic regression on standardised counts, full-batch gradient descent on the
+                       mean cross-entropy + l2/2 |W|² (gradient (softmax - one_hot) / n, as stage 04's), from zeros;
+        "naive_bayes"  multinomial naive Bayes: log p(class) + sum_v count_v log p(v | class), add-one smoothing.
+    Neither sees the order of the characters: what the GPT adds over them is what order tells."""
+    mean, std = train.mean(axis=0), train.std(axis=0) + 1e-9  # a character absent from training stays 0
+    x, z = (train - mean) / std, (held_out - mean) / std  # (n, V), (m, V)
+    one_hot = np.eye(classes)[labels]  # (n, K)
+    weight, bias = np.zeros((x.shape[1], classes)), np.zeros(classes)
+    for _ in range(steps):
+        logits = x @ weight + bias  # (n, K)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        grad = (probs - one_hot) / len(x)  # d mean cross-entropy / d logits
+        weight -= lr * (x.T @ grad + l2 * weight)
+        bias -= lr * grad.sum(axis=0)
+    counts = np.stack([train[labels == k].sum(axis=0) for k in range(classes)]) + 1.0  # (K, V) add-one
+    log_likelihood = np.log(counts / counts.sum(axis=1, keepdims=True))  # (K, V)
+    log_prior = np.log(np.bincount(labels, minlength=classes) / len(labels))  # (K,)
+    return {"logistic": np.argmax(z @ weight + bias, axis=1),
+            "naive_bayes": np.argmax(held_out @ log_likelihood.T + log_prior, axis=1)}
+
+
+def confusion(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """counts[i, j] = held-out passages of class i predicted as j, int64 (K, K)."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
+def classify(config: ClassifyConfig, init: str | Path, out: str | Path, *, plot: str | Path | None = None,
+             log_every: int = 50) -> dict:
+    """Train a genre classifier from the model in `init`, compare it with the baselines on the held-out plays, write
+    out/log.json (and a confusion-matrix figure to `plot`); return the log."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(init)
+    train_plays, held_out_plays = tasks.split_plays(tasks.load_plays(), held_out_per_genre=config.held_out_per_genre,
+                                                    seed=config.seed)
+    cut = dict(length=config.length, min_length=config.min_length)
+    train_text, train_labels = tasks.genre_passages(train_plays, per_play=config.train_per_play, seed=config.seed,
+                                                    **cut)
+    held_text, held_labels = tasks.genre_passages(held_out_plays, per_play=config.held_out_per_play,
+                                                  seed=config.seed + 1, **cut)
+    train_ids = [np.asarray(tokenizer.encode(text), dtype=np.int64) for text in train_text]
+    held_ids = [np.asarray(tokenizer.encode(text), dtype=np.int64) for text in held_text]
+    classes = len(tasks.GENRES)
+    majority = int(np.argmax(np.bincount(train_labels, minlength=classes)))  # the most common training genre
+    baselines = bag_of_characters(character_counts(train_ids, tokenizer.vocab_size), train_labels,
+                                  character_counts(held_ids, tokenizer.vocab_size), classes)
+    log: dict = {"config": config.to_dict(), "init": str(init), "genres": list(tasks.GENRES),
+                 "train_plays": [play.name for play in train_plays],
+                 "held_out_plays": [play.name for play in held_out_plays],
+                 "train_passages": len(train_ids), "held_out_passages": len(held_ids),
+                 "held_out_counts": np.bincount(held_labels, minlength=classes).tolist(),
+                 "majority_class": tasks.GENRES[majority],
+                 "accuracy": {"majority": float(np.mean(held_labels == majority))}}
+    for name, predictions in baselines.items():
+        log["accuracy"][name] = float(np.mean(predictions == held_labels))
+
+    rng = np.random.default_rng(config.seed)
+    classifier = SequenceClassifier(GPT.load(Path(init) / MODEL_FILE), classes, rng=rng)
+    log["trainable_parameters"] = set_trainable(classifier, config.mode, blocks=config.blocks, rank=config.rank,
+                                                alpha=config.alpha, rng=rng, targets=config.targets)
+    log["total_parameters"] = total_parameters(classifier)
+    print(f"{len(train_ids)} training passages from {len(train_plays)} plays, {len(held_ids)} held-out from "
+          f"{len(held_out_plays)}; {config.mode}: training {log['trainable_parameters']:,} of "
+          f"{log['total_parameters']:,} parameters", flush=True)
+    optimizer = AdamW(classifier.parameters(), lr=config.max_lr, betas=(0.9, 0.99), weight_decay=config.weight_decay)
+    log.update(step=[], loss=[])
+    classifier.train()
+    start = time.perf_counter()
+    for step in range(config.steps):
+        rows = rng.integers(0, len(train_ids), size=config.batch_size)  # a fresh random batch of passages
+        ids, lengths = pad_right([train_ids[row] for row in rows])
+        optimizer.lr = cosine_schedule(step, max_lr=config.max_lr, min_lr=config.min_lr,
+                                       warmup_steps=min(config.warmup_steps, config.steps), total_steps=config.steps)
+        optimizer.zero_grad()
+        loss = classifier.loss(ids, lengths, train_labels[rows])  # cross-entropy of the genre at the last token
+        loss.backward()
+        clip_grad_norm(optimizer.params, config.clip)  # one odd batch cannot throw the head far
+        optimizer.step()
+        log["step"].append(step)
+        log["loss"].append(float(loss.item()))
+        if step % log_every == 0 or step == config.steps - 1:
+            print(f"step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - start:.0f}s", flush=True)
+    log["train_seconds"] = time.perf_counter() - start
+
+    predictions = predict(classifier, held_ids)
+    log["accuracy"]["gpt"] = float(np.mean(predictions == held_labels))
+    log["confusion"] = {"gpt": confusion(held_labels, predictions, classes).tolist(),
+                        **{name: confusion(held_labels, guess, classes).tolist() for name, guess in baselines.items()}}
+    print("held-out accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in log["accuracy"].items()),
+          flush=True)
+    (out / LOG_FILE).write_text(json.dumps(log, indent=1), encoding="utf-8")
+    if plot is not None:
+        plot_confusion(log, plot)
+    return log
+
+
+def plot_confusion(log: dict, path: str | Path) -> None:
+    """The held-out confusion matrices of the GPT classifier and the logistic bag of characters, row-normalised."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    genres = log["genres"]
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for axis, (name, title) in zip(axes, (("gpt", f"GPT classifier ({log['config']['mode']})"),
+                                          ("logistic", "bag of characters (logistic)"))):
+        counts = np.asarray(log["confusion"][name], dtype=np.float64)
+        share = counts / counts.sum(axis=1, keepdims=True)  # each true genre's row sums to 1
+        axis.imshow(share, vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(genres)):
+            for j in range(len(genres)):
+                axis.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center",
+                          color="white" if share[i, j] > 0.6 else "black")
+        axis.set_xticks(range(len(genres)), genres)
+        axis.set_yticks(range(len(genres)), genres)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true genre (held-out plays)")
+        axis.set_title(f"{title}: {log['accuracy'][name]:.1%}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 # ---------------------------------------------------------------------- the command
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """python -m solutions.finetune {sft} [options] [--threads N]: run one of stage 14's fine-tunings."""
+    """python -m solutions.finetune {sft,classify} [options] [--threads N]: run one of stage 14's fine-tunings."""
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}.finetune", description=main.__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -194,7 +392,18 @@ def main(argv: list[str] | None = None) -> dict:
     run.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     threads.add_argument(run)
 
-    # the classify run (stage 14, part 2) adds its subcommand here
+    run = commands.add_parser("classify", help="a genre classifier on the GPT against two baselines, held-out plays")
+    run.add_argument("--init", default="docs/figures/model", help="a folder with model.npz and tokenizer.json")
+    run.add_argument("--out", default="runs/classify", help="where log.json goes")
+    run.add_argument("--preset", choices=sorted(CLASSIFY_PRESETS), default="default")
+    run.add_argument("--mode", choices=MODES, default=None, help="what trains besides the head (default: the preset's)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
+    run.add_argument("--min-length", type=int, default=None, help="passages of min-length .. 64 characters "
+                                                                   "(right-padded batches) instead of 64")
+    run.add_argument("--plot", default=None, help="write the confusion matrices there, e.g. "
+                                                 "docs/figures/14-genre-confusion.png")
+    threads.add_argument(run)
 
     args = parser.parse_args(argv)
     note = threads.too_late(args.threads)
@@ -207,6 +416,12 @@ def main(argv: list[str] | None = None) -> dict:
         if args.full:
             config = dataclasses.replace(config, lora=False)
         return sft(config, args.init, args.out)
+    if args.command == "classify":
+        config = dataclasses.replace(CLASSIFY_PRESETS[args.preset], seed=args.seed)
+        for field in ("mode", "steps", "min_length"):
+            if getattr(args, field) is not None:
+                config = dataclasses.replace(config, **{field: getattr(args, field)})
+        return classify(config, args.init, args.out, plot=args.plot)
     parser.error(f"unknown command {args.command!r}")
     return {}
 
