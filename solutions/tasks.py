@@ -168,7 +168,7 @@ FOLIO_OF_PLAY = {  # the problem plays and romances, one by one
     "all-s-well-that-ends-well": "comedy", "measure-for-measure": "comedy", "the-merchant-of-venice": "comedy",
     "the-taming-of-the-shrew": "comedy",
     "troilus-and-cressida": "tragedy",  # printed between the histories and the tragedies, titled a tragedy
-    "a-winter-s-tale": "comedy", "the-tempest": "comedy",  # the Tempest opens the Folio; the Winter's Tale ends the comedies
+    "the-tempest": "comedy", "a-winter-s-tale": "comedy",  # the first and the last of the Folio's comedies
     "cymbeline": "tragedy",  # "The Tragedie of Cymbeline" closes the Folio
     "pericles": "comedy",  # not in the Folio: a late romance, grouped with the comedies
 }
