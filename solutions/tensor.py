@@ -85,6 +85,22 @@ def _rows_times(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _reduced_axes_back(g: np.ndarray, axis: int | tuple[int, ...] | None, keepdims: bool) -> np.ndarray:
     """Give a reduction's output gradient its size-1 axes back, so that it broadcasts against the input."""
     return g if keepdims or axis is None else np.expand_dims(g, axis)
+
+
+def _is_row_lookup(index: Any, a: np.ndarray) -> bool:
+    """index is one array of integer ids picking whole rows of a (an embedding lookup: weight[ids])."""
+    return isinstance(index, np.ndarray) and index.dtype.kind in "iu" and a.ndim >= 1 and index.size > 0
+
+
+def _add_rows(grad: np.ndarray, ids: np.ndarray, g: np.ndarray) -> None:
+    """grad[ids] += g with repeated ids summed, as np.add.at does, but by sorting: the rows of each id are
+    consecutive after a stable argsort, and np.add.reduceat sums each run in one call."""
+    flat = ids.reshape(-1) % grad.shape[0]  # negative ids count from the end, as in the forward's a[ids]
+    rows = g.reshape(flat.size, *grad.shape[1:])  # (N, ...) one row per id
+    order = np.argsort(flat, kind="stable")
+    sorted_ids = flat[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))  # first row of each id
+    grad[sorted_ids[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 ### END SOLUTION
 
 
@@ -413,7 +429,10 @@ class Tensor:
 
         def backward(g: np.ndarray) -> tuple[np.ndarray]:
             grad = np.zeros_like(a)
-            np.add.at(grad, index, g)  # grad[index] += g would keep only one of repeated indices
+            if _is_row_lookup(index, a):
+                _add_rows(grad, index, g)  # the embedding's case, several times faster than np.add.at
+            else:
+                np.add.at(grad, index, g)  # grad[index] += g would keep only one of repeated indices
             return (grad,)
 
         return op(a[index], (self,), backward)
