@@ -94,7 +94,7 @@ def accuracy(model: GPT, chat: ChatTokenizer, examples: list[tasks.Example]) -> 
 class SFTConfig:
     """One SFT run. `default` finishes in a few minutes on 2 cores from the stage-10 checkpoint."""
 
-    steps: int = 400
+    steps: int = 1500
     chats_per_step: int = 32  # packed into rows of `context` tokens (about 3 rows of 64 for these tasks)
     max_lr: float = 3e-3
     min_lr: float = 3e-4
@@ -106,8 +106,10 @@ class SFTConfig:
     targets: tuple[str, ...] = ("query", "key", "value", "output", "down")  # see the note in the docs on gate, up
     lora: bool = True  # False: full fine-tuning of every weight
     train_embedding: bool = True  # the three new rows start random: the embedding must learn them
-    train_chats: int = 20_000  # distinct training prompts, cycled through
-    held_out: int = 60  # held-out prompts per task kind for the accuracy
+    train_chats: int = 20_000  # training chats (prompts may repeat), cycled through
+    mix: tuple[str, ...] = ("add", "add", "reverse", "sort")  # kinds in turn: addition, the hardest, twice as often
+    held_out: int = 100  # held-out prompts per task kind for the accuracy
+    eval_every: int = 100  # held-out accuracy during training every so many steps (0: only before and after)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -127,7 +129,8 @@ def sft(config: SFTConfig, init: str | Path, out: str | Path, *, log_every: int 
     out.mkdir(parents=True, exist_ok=True)
     model, chat = load_chat_model(init, seed=config.seed)
     held_out = tasks.make_instructions(config.held_out * len(tasks.KINDS), seed=config.seed + 1, split="held_out")
-    train = tasks.make_instructions(config.train_chats, seed=config.seed, split="train", distinct=False)
+    train = tasks.make_instructions(config.train_chats, seed=config.seed, kinds=config.mix, split="train",
+                                    distinct=False)
     log: dict = {"config": config.to_dict(), "init": str(init), "accuracy_before": accuracy(model, chat, held_out)}
     print(f"held-out accuracy before: {log['accuracy_before']}", flush=True)
 
@@ -164,6 +167,11 @@ def sft(config: SFTConfig, init: str | Path, out: str | Path, *, log_every: int 
         if step % log_every == 0 or step == config.steps - 1:
             print(f"step {step:4d}  loss {loss.item():.4f}  lr {lr:.2e}  rows {inputs.shape[0]}  "
                   f"{time.perf_counter() - start:.0f}s", flush=True)
+        if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
+            evaluating = time.perf_counter()
+            log.setdefault("accuracy_during", []).append({"step": step + 1, **accuracy(model, chat, held_out)})
+            print(f"  held-out accuracy after {step + 1} steps: {log['accuracy_during'][-1]}", flush=True)
+            start += time.perf_counter() - evaluating  # train_seconds counts training only
     log["train_seconds"] = time.perf_counter() - start
 
     merge_lora(model)  # a plain GPT again: the adapters folded into the weights

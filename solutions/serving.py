@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import scaled_dot_product_attention
+from .finetune import lm_head, masked_features
 from .generate import KVCache, _softmax, filter_logits, forward_cached
 from .gpt import GPT
 from .nn import Linear, Module
@@ -309,39 +309,12 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
 # ---------------------------------------------------------------------- batched decoding
 
 
-def padded_attention(attention, x: Tensor, positions: np.ndarray, bias: np.ndarray, cache, layer: int) -> Tensor:
-    """Stage 06's MultiHeadAttention.forward for left-padded rows: x (B, T, C) -> (B, T, C), under no_grad.
-
-    Project q, k, v with attention.query/key/value and split the heads ((B, H, T, Dh), (B, Hkv, T, Dh)); when
-    attention.rotary, rotate q and k with each row's own angles, cos = attention.rope_cos[positions] (B, T, Dh/2)
-    (stage 06's rule: a c - b s, b c + a s on the halves a, b); store k, v with cache.update(layer, k, v); attend with
-    scaled_dot_product_attention(q, keys, values, causal=attention.causal, bias=bias), bias (B, 1, T, S) of 0 and
-    -inf; merge the heads and apply attention.output. Arrays become Tensors of q's dtype (a float64 model stays so).
-    """
-    ### BEGIN SOLUTION
-    B, T, _ = x.shape
-    q = attention.query(x).data.reshape(B, T, attention.heads, -1).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
-    k = attention.key(x).data.reshape(B, T, attention.kv_heads, -1).transpose(0, 2, 1, 3)  # (B, Hkv, T, Dh)
-    v = attention.value(x).data.reshape(B, T, attention.kv_heads, -1).transpose(0, 2, 1, 3)
-    if attention.rotary:
-        cos = attention.rope_cos[positions][:, None].astype(q.dtype)  # (B, 1, T, Dh/2): each row its own angles
-        sin = attention.rope_sin[positions][:, None].astype(q.dtype)
-        half = q.shape[-1] // 2
-        q, k = (np.concatenate([t[..., :half] * cos - t[..., half:] * sin,
-                                t[..., half:] * cos + t[..., :half] * sin], axis=-1) for t in (q, k))
-    keys, values = cache.update(layer, k, v)  # (B, Hkv, S, Dh)
-    y = scaled_dot_product_attention(*(Tensor(a, dtype=q.dtype) for a in (q, keys, values)), causal=attention.causal,
-                                     bias=bias)  # (B, H, T, Dh)
-    return attention.output(y.transpose(0, 2, 1, 3).reshape(B, T, -1))  # (B, T, C)
-    ### END SOLUTION
-
-
 def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache) -> np.ndarray:
     """Logits (B, T, V) for ids (B, T) at cache slots cache.length .. cache.length + T - 1, row b left-padded by
     pads[b] slots: its token at slot j sits at position j - pads[b] (pad slots use position 0). Keys at slots
-    < pads[b] are masked with -inf except a pad query's own slot (bias (B, 1, T, S) for padded_attention). The blocks
-    as GPT.forward runs them in eval mode (no dropout; pre- or post-norm), attention by padded_attention, learned rows
-    looked up per row; ends with cache.advance(T). Row b's logits at real slots equal model(row b alone).
+    < pads[b] are masked with -inf except a pad query's own slot (bias (B, 1, T, S)). Stage 14's masked_features runs
+    the blocks with these positions and this bias, under no_grad, and advances the cache; lm_head puts the head on.
+    Row b's logits at real slots equal model(row b alone).
     """
     ### BEGIN SOLUTION
     B, T = ids.shape
@@ -352,20 +325,7 @@ def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache
     visible = (keys[None, None, :] >= pads[:, None, None]) | (keys[None, None, :] == slots[None, :, None])  # (B, T, S)
     bias = np.where(visible, 0.0, -np.inf)[:, None]  # (B, 1, T, S), causal comes from the attention itself
     with no_grad():
-        x = model.token_embedding(ids)  # (B, T, C)
-        if model.position_embedding is not None:
-            x = x + Tensor(model.position_embedding.weight.data[positions], dtype=x.dtype)  # (B, T, C)
-        for layer, block in enumerate(model.blocks):
-            attention = block.attention
-            if block.pre_norm:
-                x = x + padded_attention(attention, block.attention_norm(x), positions, bias, cache, layer)
-                x = x + block.feed_forward(block.feed_forward_norm(x))  # (B, T, C)
-            else:
-                x = block.attention_norm(x + padded_attention(attention, x, positions, bias, cache, layer))
-                x = block.feed_forward_norm(x + block.feed_forward(x))  # (B, T, C)
-        x = model.final_norm(x)
-        logits = x @ model.token_embedding.weight.transpose(1, 0) if model.head is None else model.head(x)
-    cache.advance(T)
+        logits = lm_head(model, masked_features(model, ids, positions, bias, cache))  # (B, T, V); cache advanced
     return logits.data
     ### END SOLUTION
 
