@@ -140,6 +140,7 @@ MEASURED = {
     "13-validation-curves.png": "python -m benchmarks.scaling plot",
     "13-scaling-projection.png": "python -m benchmarks.scaling plot",
     "14-sft.png": "python -m solutions.finetune sft, then python -m benchmarks.finetune",
+    "14-genre-confusion.png": "python -m solutions.finetune classify --plot docs/figures/14-genre-confusion.png",
     "16-quantization.png": "python -m benchmarks.serving --plot docs/figures/16-quantization.png",
     "17-moe-vs-dense.png": "python -m benchmarks.moe",
 }

@@ -388,3 +388,140 @@ def probe_rotate(m, x: np.ndarray, positions: np.ndarray, upstream: np.ndarray) 
     row = [attention.apply_rope(tensor.Tensor(x[b:b + 1], dtype=np.float64), cos, sin, int(positions[b, 0])).data[0]
            for b in range(x.shape[0])]
     return {"out": out.data, "grad": leaf.grad, "numeric": central_difference(value, x_array), "apply_rope": row}
+
+
+# ================================================================ classification (stage 14, part 2), by "14-classifier"
+# The classifier's probes and test-side references; the visible test_classifier.py and the hidden suite import them.
+
+CLASSES = 3  # genre classes in the classifier tests (the run's comedy, history, tragedy)
+# The same real tokens with other padding after them: under causal attention the real positions never read a later
+# slot, and masked keys add exact zeros (exp(-inf) = 0). Run alone, the sums are over fewer keys, in another order.
+UNPADDED = Tol(1e-10, 1e-12, "float64; a padded row vs the same tokens alone: the attention sums run over more keys "
+                             "(masked, exact zeros) in another order")
+
+
+def classifier_of(m, fields: dict, seed: int, classes: int = CLASSES):
+    """SequenceClassifier(the target's float64 GPT, classes, rng=seeded(seed + 3)), its head set by sorted name (so
+    target and reference hold the same weights), in eval mode."""
+    classifier = m.SequenceClassifier(model_of(m, fields, seed), classes, rng=seeded(seed + 3))
+    randomise_parameters(classifier.head, seed + 4, np.float64, spread=0.5)
+    classifier.eval()
+    return classifier
+
+
+def padded_ids(seed: int, lengths: list, vocab: int, fill: int | None = None) -> np.ndarray:
+    """(B, max length) random ids in [0, vocab); the slots after row b's length hold `fill` (random ids when None)."""
+    rng = seeded(seed)
+    ids = rng.integers(0, vocab, (len(lengths), max(lengths)))
+    padding = rng.integers(0, vocab, ids.shape) if fill is None else np.full(ids.shape, fill)
+    return np.where(np.arange(ids.shape[1])[None, :] < np.array(lengths)[:, None], ids, padding)
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Test-side: the mean cross-entropy of labels under softmax(logits) (B, K), and its gradient (p - onehot) / B."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    B = len(labels)
+    grad = np.exp(log_probs)
+    grad[np.arange(B), labels] -= 1.0
+    return float(-log_probs[np.arange(B), labels].mean()), grad / B
+
+
+def probe_last_token_states(m, hidden: np.ndarray, lengths: list, upstream: np.ndarray) -> dict:
+    """last_token_states on a float64 leaf: the vectors taken and the gradient of sum(out · upstream)."""
+    tensor = sibling(m, "tensor")
+    leaf = tensor.Tensor(hidden, requires_grad=True, dtype=np.float64)
+    out = m.last_token_states(leaf, np.array(lengths, dtype=np.int64))
+    (out * tensor.Tensor(upstream, dtype=np.float64)).sum().backward()
+    return {"out": out.data, "grad": leaf.grad}
+
+
+def probe_last_token_refusal(m, shape: list, lengths: list) -> dict:
+    hidden = sibling(m, "tensor").Tensor(np.zeros(shape), dtype=np.float64)
+    return raised(m.last_token_states, hidden, np.array(lengths, dtype=np.int64), mentions=("length",))
+
+
+def probe_classifier(m, fields: dict, seed: int, ids: np.ndarray, lengths: list, labels: list) -> dict:
+    """A classifier's logits and loss, the GPT's features on the same ids, its head, and a fresh head's draw."""
+    tensor = sibling(m, "tensor")
+    classifier = classifier_of(m, fields, seed)
+    lengths = np.array(lengths, dtype=np.int64)
+    with tensor.no_grad():
+        logits = classifier(ids, lengths).data
+        loss = float(classifier.loss(ids, lengths, np.array(labels, dtype=np.int64)).item())
+        features = classifier.gpt.features(ids).data
+    fresh = m.SequenceClassifier(classifier.gpt, 4, rng=seeded(seed + 9))
+    return {"logits": logits, "loss": loss, "features": features, "weight": classifier.head.weight.data,
+            "bias": classifier.head.bias.data, "fresh_weight": fresh.head.weight.data,
+            "fresh_bias": fresh.head.bias.data, "fresh_dtype": str(fresh.head.weight.dtype)}
+
+
+def probe_padding(m, fields: dict, seed: int, lengths: list, fills: list) -> dict:
+    """The logits of the same real tokens under several paddings (a fill id each; -1: random ids), and of each row
+    run alone (T = its length, no padding at all)."""
+    tensor = sibling(m, "tensor")
+    classifier = classifier_of(m, fields, seed)
+    lengths_array = np.array(lengths, dtype=np.int64)
+    padded = []
+    with tensor.no_grad():
+        for fill in fills:
+            ids = padded_ids(seed + 5, lengths, fields["vocab_size"], None if fill < 0 else fill)
+            padded.append(classifier(ids, lengths_array).data)
+        alone = [classifier(ids[b:b + 1, :n], np.array([n]))[0].data for b, n in enumerate(lengths)]
+    return {"padded": padded, "alone": alone}
+
+
+def probe_classifier_gradients(m, fields: dict, seed: int, ids: np.ndarray, lengths: list, labels: list) -> dict:
+    """d loss / d (head weight, head bias, the last block's attention norm weight: the way back through attention)
+    after loss.backward(), against central differences of the same loss; the last-token features and logits for the
+    hand-derived head gradient."""
+    tensor = sibling(m, "tensor")
+    classifier = classifier_of(m, fields, seed)
+    classifier.zero_grad()
+    lengths, labels = np.array(lengths, dtype=np.int64), np.array(labels, dtype=np.int64)
+    classifier.loss(ids, lengths, labels).backward()
+    weights = [classifier.head.weight, classifier.head.bias, classifier.gpt.blocks[-1].attention_norm.weight]
+    grads = [w.grad.copy() for w in weights]
+
+    def value() -> float:
+        with tensor.no_grad():
+            return float(classifier.loss(ids, lengths, labels).item())
+
+    with tensor.no_grad():
+        pooled = classifier.gpt.features(ids).data[np.arange(len(lengths)), lengths - 1]  # (B, C)
+        logits = classifier(ids, lengths).data
+    return {"grads": grads, "numeric": [central_difference(value, w.data) for w in weights], "pooled": pooled,
+            "logits": logits}
+
+
+def probe_set_trainable(m, fields: dict, seed: int, mode: str, blocks: int, rank: int, targets: list,
+                        ids: np.ndarray, lengths: list, labels: list) -> dict:
+    """set_trainable's count, the trainable names, every Tensor's requires_grad, and which Tensors a backward of the
+    loss reaches (by path in the tree, frozen ones included)."""
+    classifier = classifier_of(m, fields, seed)
+    count = m.set_trainable(classifier, mode, blocks=blocks, rank=rank, alpha=2.0 * rank, rng=seeded(seed + 6),
+                            targets=tuple(targets))
+    names = [name for name, _ in classifier.named_parameters()]
+    classifier.loss(ids, np.array(lengths, dtype=np.int64), np.array(labels, dtype=np.int64)).backward()
+    Tensor, Module = sibling(m, "tensor").Tensor, sibling(m, "nn").Module
+    with_grad, trainable = [], []
+    pending = [("", classifier)]
+    while pending:  # every Tensor anywhere in the tree, by path
+        prefix, node = pending.pop()
+        for key, value in vars(node).items():
+            for index, item in (enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]):
+                path = f"{prefix}{key}" + ("" if index is None else f".{index}")
+                if isinstance(item, Tensor):
+                    if item.grad is not None:
+                        with_grad.append(path)
+                    if item.requires_grad:
+                        trainable.append(path)
+                elif isinstance(item, Module):
+                    pending.append((path + ".", item))
+    return {"count": int(count), "names": names, "with_grad": sorted(with_grad), "requires_grad": sorted(trainable)}
+
+
+def probe_set_trainable_refusal(m, mode: str, blocks: int) -> dict:
+    classifier = classifier_of(m, TINY, 1460)
+    return raised(m.set_trainable, classifier, mode, blocks=blocks, rng=seeded(0),
+                  mentions=("mode" if mode not in ("head", "last-blocks", "lora") else "blocks",))
