@@ -515,7 +515,13 @@ def sft_loss(model: GPT, inputs: np.ndarray, targets: np.ndarray, positions: np.
     ### END SOLUTION
 
 
-if __name__ == "__main__":  # python -m solutions.finetune sft ...: the runs are given, in finetune_runs.py
+def _main() -> None:
+    """python -m solutions.finetune sft|classify ...: the runs are given, in finetune_runs.py (imported here, when
+    the command runs, so that importing this module never needs them)."""
     from .finetune_runs import main
 
     main()
+
+
+if __name__ == "__main__":
+    _main()
