@@ -95,7 +95,7 @@ class SFTConfig:
     """One SFT run. `default` finishes in a few minutes on 2 cores from the stage-10 checkpoint."""
 
     steps: int = 1500
-    chats_per_step: int = 32  # packed into rows of `context` tokens (about 3 rows of 64 for these tasks)
+    chats_per_step: int = 32  # packed into rows of `context` tokens (10 to 15 rows of 64 for these tasks)
     max_lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_steps: int = 20
