@@ -118,7 +118,7 @@ class SFTConfig:
 
 PRESETS = {
     "default": SFTConfig(),
-    "tiny": SFTConfig(steps=3, chats_per_step=6, train_chats=60, held_out=2, rank=2),  # a smoke test, seconds
+    "tiny": SFTConfig(steps=3, chats_per_step=6, train_chats=60, held_out=1, rank=2),  # a smoke test, seconds
 }
 
 
