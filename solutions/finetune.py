@@ -402,14 +402,13 @@ def masked_features(model: GPT, ids: np.ndarray, positions: np.ndarray, bias: np
         x = x + model.position_embedding.weight[positions]  # (B, T, C): each row its own positions
     x = model.dropout(x)
     for layer, block in enumerate(model.blocks):
-        def attend(h: Tensor) -> Tensor:
-            return block.dropout(attention_with_bias(block.attention, h, positions, bias, cache, layer))
-
         if block.pre_norm:
-            x = x + attend(block.attention_norm(x))  # (B, T, C)
+            h = attention_with_bias(block.attention, block.attention_norm(x), positions, bias, cache, layer)
+            x = x + block.dropout(h)  # (B, T, C)
             x = x + block.dropout(block.feed_forward(block.feed_forward_norm(x)))
         else:
-            x = block.attention_norm(x + attend(x))
+            h = attention_with_bias(block.attention, x, positions, bias, cache, layer)
+            x = block.attention_norm(x + block.dropout(h))
             x = block.feed_forward_norm(x + block.dropout(block.feed_forward(x)))
     if cache is not None:
         cache.advance(ids.shape[1])

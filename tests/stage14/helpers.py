@@ -302,10 +302,13 @@ def probe_packing_bias(m, segments: np.ndarray) -> np.ndarray:
     return m.packing_bias(np.asarray(segments, dtype=np.int64))
 
 
-def probe_packed_equals_alone(m, fields: dict, seed: int, lengths: list, context: int) -> dict:
-    """Packed rows through masked_features and sft_loss against each example run alone through the model."""
+def probe_packed_equals_alone(m, fields: dict, seed: int, lengths: list, context: int, post_norm: bool = False) -> dict:
+    """Packed rows through masked_features and sft_loss against each example run alone through the model (its blocks
+    made post-norm when asked: Block supports both, GPTConfig builds pre-norm)."""
     tensor = sibling(m, "tensor")
     model = model_of(m, fields, seed)
+    for block in model.blocks:
+        block.pre_norm = not post_norm
     pairs = _pairs(lengths, seed + 7, fields["vocab_size"])
     inputs, targets, positions, segments = m.pack(pairs, context)
     with tensor.no_grad():

@@ -108,6 +108,16 @@ def test_packed_equals_alone_on_other_models(check):
         assert_close(got["loss"], got["loss_alone"], PACKED, f"{name}: sft_loss packed vs alone")
 
 
+@pytest.mark.concept("packed-forward")
+def test_packed_equals_alone_with_post_norm_blocks(check):
+    got = check(probe_packed_equals_alone, fields=TINY, seed=1471, lengths=[7, 4, 9, 5], context=12, post_norm=True,
+                tol=PACKED, what="packed forward, post-norm blocks")
+    for k, (together, alone) in enumerate(zip(got["together"], got["alone"])):
+        assert_close(together, alone, PACKED, f"post-norm: example {k} packed vs alone",
+                     mistakes=(Mistake("a post-norm block normalises after the residual sum: attention_norm(x + "
+                                       "attention(x)), as Block.forward does", lambda g, w: True),))
+
+
 @pytest.mark.concept("sft-loss")
 def test_sft_loss_gradients_with_learned_positions(check):
     fields = dict(LEARNED, width=8, heads=2, kv_heads=1, layers=1)
