@@ -103,7 +103,7 @@ class SFTConfig:
     clip: float = 1.0
     rank: int = 8
     alpha: float = 16.0
-    targets: tuple[str, ...] = ("query", "key", "value", "output", "down")  # see the note in the docs on gate, up
+    targets: tuple[str, ...] = ("query", "key", "value", "output", "down")  # attention and the feed-forward's down
     lora: bool = True  # False: full fine-tuning of every weight
     train_embedding: bool = True  # the three new rows start random: the embedding must learn them
     train_chats: int = 20_000  # training chats (prompts may repeat), cycled through
