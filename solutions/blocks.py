@@ -235,7 +235,7 @@ class SwiGLU(Module):
         ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
-        """(..., width) -> (..., width)."""
+        """(..., width) -> (..., width): down(swiglu(gate(x), up(x))), the gating as one fused node."""
         ### BEGIN SOLUTION
         return self.down(swiglu(self.gate(x), self.up(x)))  # (..., hidden) in between
         ### END SOLUTION
