@@ -195,12 +195,9 @@ MODES = ("head", "last-blocks", "lora")  # what set_trainable leaves trainable b
 
 def last_token_states(hidden: Tensor, lengths: np.ndarray) -> Tensor:
     """hidden (B, T, C), lengths (B,) ints -> (B, C): row b's vector at position lengths[b] - 1, the last REAL token
-    of a right-padded sequence (the only position that has read all of it, under causal attention).
-
-    One fancy index, hidden[arange(B), lengths - 1], so the gradient reaches those B positions only. ValueError
-    naming the lengths when one is outside 1 .. T, or when there is not one length per row (a length of 0 would
-    silently read position -1, the last padding slot).
-    """
+    of a right-padded row (under causal attention, the only position that has read all of it). One fancy index,
+    hidden[arange(B), lengths - 1], so the gradient reaches those B positions only. ValueError naming the lengths
+    when one is outside 1 .. T (0 would silently read position -1, a padding slot) or there is not one per row."""
     ### BEGIN SOLUTION
     lengths = np.asarray(lengths)
     B, T = hidden.shape[0], hidden.shape[1]
@@ -239,12 +236,11 @@ class SequenceClassifier(Module):
 
 def set_trainable(classifier: SequenceClassifier, mode: str, *, blocks: int = 1, rank: int = 8, alpha: float = 16.0,
                   rng: np.random.Generator | None = None, targets: tuple[str, ...] = ("query", "value")) -> int:
-    """Freeze the classifier's GPT for fine-tuning `mode`, keep the head trainable, and return
-    trainable_parameters(classifier):
+    """Freeze the classifier's GPT for `mode`, keep the head trainable, return trainable_parameters(classifier):
 
         "head"          the GPT frozen whole (freeze): only head.weight and head.bias learn
         "last-blocks"   the GPT frozen, then its last `blocks` blocks and its final_norm trainable again
-                        (requires_grad True on every Tensor in them)
+                        (requires_grad True on every Tensor in them: _tensors(module) walks them)
         "lora"          apply_lora(gpt, rank, alpha, rng=rng, targets=targets): the adapters and the head learn
 
     ValueError for another mode, or for blocks outside 1 .. the number of blocks in "last-blocks".
