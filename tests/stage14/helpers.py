@@ -528,3 +528,16 @@ def probe_set_trainable_refusal(m, mode: str, blocks: int) -> dict:
     classifier = classifier_of(m, TINY, 1460)
     return raised(m.set_trainable, classifier, mode, blocks=blocks, rng=seeded(0),
                   mentions=("mode" if mode not in ("head", "last-blocks", "lora") else "blocks",))
+
+
+def probe_set_trainable_adapters(m, fields: dict, seed: int, rank: int, alpha: float, targets: list) -> dict:
+    """set_trainable(mode="lora") with rng=seeded(seed + 6): every adapter's A and scale, by name."""
+    classifier = classifier_of(m, fields, seed)
+    m.set_trainable(classifier, "lora", rank=rank, alpha=alpha, rng=seeded(seed + 6), targets=tuple(targets))
+    adapters = {}
+    for index, block in enumerate(classifier.gpt.blocks):
+        for name in targets:
+            layer = getattr(block.attention, name, None)
+            layer = getattr(block.feed_forward, name) if layer is None else layer
+            adapters[f"{index}.{name}"] = {"A": layer.A.data, "scale": float(layer.scale)}
+    return adapters

@@ -9,7 +9,8 @@ import pytest
 from grader.harness import EXACT, F64, assert_close, assert_true
 from tests.stage14.helpers import (GRADIENTS, LEARNED, TINY, UNPADDED, padded_ids, probe_classifier,
                                    probe_classifier_gradients, probe_last_token_refusal, probe_last_token_states,
-                                   probe_padding, probe_set_trainable, softmax_cross_entropy)
+                                   probe_padding, probe_set_trainable, probe_set_trainable_adapters,
+                                   softmax_cross_entropy)
 
 RAGGED = [3, 9, 1, 9, 6]  # two full rows (no padding at all), a single token, T = 9
 
@@ -88,3 +89,13 @@ def test_set_trainable_other_modes(check, mode, blocks, targets, count):
     assert_close(got["requires_grad"], sorted(got["names"]), EXACT, f"{mode}: the Tensors left trainable")
     assert_true(not any("embedding" in name for name in got["names"]),
                 f"{mode}: the embeddings must stay frozen, got trainable {got['names']}")
+
+
+@pytest.mark.concept("freeze")
+def test_set_trainable_passes_rank_alpha_and_rng_to_apply_lora(check):
+    # apply_lora walks the blocks in order and draws each A from the rng it is given: the same rng, rank and alpha
+    # give the reference's adapters; scale = alpha / rank = 6 / 3
+    got = check(probe_set_trainable_adapters, fields=TINY, seed=1494, rank=3, alpha=6.0, targets=["key", "down"],
+                tol=F64, what="set_trainable('lora', rank=3, alpha=6.0, targets=('key', 'down'))")
+    assert_close(sorted(got), ["0.down", "0.key", "1.down", "1.key"], EXACT, "the adapted layers")
+    assert_close([got[name]["scale"] for name in sorted(got)], [2.0] * 4, EXACT, "each adapter's scale")
