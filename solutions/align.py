@@ -286,7 +286,13 @@ def grpo_step(policy: GPT, optimizer, ids: np.ndarray, mask: np.ndarray, old_log
     ### END SOLUTION
 
 
-if __name__ == "__main__":  # python -m solutions.align reward|dpo|grpo ...: the runs are given, in align_runs.py
+def _main() -> None:
+    """python -m solutions.align reward|dpo|grpo ...: the runs are given, in align_runs.py (imported here, when the
+    command runs, so that importing this module never needs them)."""
     from .align_runs import main
 
     main()
+
+
+if __name__ == "__main__":
+    _main()

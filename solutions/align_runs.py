@@ -33,6 +33,7 @@ from . import tasks, threads
 from .align import (RewardModel, bradley_terry_loss, dpo_batch_loss, group_advantages, grpo_step, preference_accuracy,
                     sample_responses, sequence_logprobs, token_logprobs)
 from .corpus import save_tokenizer
+from .finetune import apply_lora, merge_lora
 from .finetune_runs import MODEL_FILE, accuracy, load_chat_model
 from .optim import AdamW, clip_grad_norm
 from .tensor import no_grad
@@ -73,7 +74,17 @@ def load_start(init: str | Path, seed: int):
     return load_chat_model(init, seed=seed)
 
 
+def adapt(policy, rank: int, seed: int):
+    """rank > 0: LoRA adapters (stage 14) on the policy's block matrices, everything else frozen; 0: every weight
+    trains. Returns the policy."""
+    if rank > 0:
+        apply_lora(policy, rank, 2.0 * rank, rng=np.random.default_rng(seed + 4),
+                   targets=("query", "key", "value", "output", "down"))
+    return policy
+
+
 def save_policy(model, chat, out: Path) -> None:
+    merge_lora(model)  # a plain GPT again (a no-op without adapters)
     model.save(out / MODEL_FILE)
     save_tokenizer(chat.base, out)
 
@@ -98,7 +109,7 @@ def take(side: tuple, rows: np.ndarray) -> tuple:
 
 @dataclass
 class RewardConfig:
-    steps: int = 150
+    steps: int = 300
     batch: int = 16  # pairs per step
     lr: float = 3e-4
     train_pairs: int = 2400
@@ -109,8 +120,9 @@ class RewardConfig:
         return dataclasses.asdict(self)
 
 
-def reward_accuracy(model: RewardModel, chosen: tuple, rejected: tuple, batch: int = 64) -> tuple[float, float]:
-    """(held-out accuracy, mean reward margin) of the reward model on padded pair batches."""
+def reward_accuracy(model: RewardModel, chosen: tuple, rejected: tuple, kinds: list,
+                    batch: int = 64) -> tuple[dict, float]:
+    """(held-out accuracy per task kind and "all", mean reward margin) of the reward model on padded pair batches."""
     scores = {"chosen": [], "rejected": []}
     with no_grad():
         for start in range(0, len(chosen[0]), batch):
@@ -119,7 +131,10 @@ def reward_accuracy(model: RewardModel, chosen: tuple, rejected: tuple, batch: i
                 ids, _, lengths = take(side, rows)
                 scores[name].append(model(ids, lengths).data)
     c, r = np.concatenate(scores["chosen"]), np.concatenate(scores["rejected"])
-    return preference_accuracy(c, r), float(np.mean(c - r))
+    kinds = np.array(kinds)
+    result = {kind: preference_accuracy(c[kinds == kind], r[kinds == kind]) for kind in dict.fromkeys(kinds.tolist())}
+    result["all"] = preference_accuracy(c, r)
+    return result, float(np.mean(c - r))
 
 
 def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dict:
@@ -128,11 +143,12 @@ def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dic
     out.mkdir(parents=True, exist_ok=True)
     model = RewardModel(gpt, rng=np.random.default_rng(config.seed))
     train_chosen, train_rejected = encode_pairs(chat, tasks.preference_pairs(config.train_pairs, seed=config.seed))
-    held_chosen, held_rejected = encode_pairs(chat, tasks.preference_pairs(config.held_out, seed=config.seed + 1,
-                                                                           split="held_out"))
+    held_pairs = tasks.preference_pairs(config.held_out, seed=config.seed + 1, split="held_out")
+    held_chosen, held_rejected = encode_pairs(chat, held_pairs)
+    kinds = [pair.kind for pair in held_pairs]
     log: dict = {"command": "reward", "config": config.to_dict(), "init": str(init)}
-    log["accuracy_before"], log["margin_before"] = reward_accuracy(model, held_chosen, held_rejected)
-    print(f"held-out pair accuracy before: {log['accuracy_before']:.3f}", flush=True)
+    log["accuracy_before"], log["margin_before"] = reward_accuracy(model, held_chosen, held_rejected, kinds)
+    print(f"held-out pair accuracy before: {log['accuracy_before']}", flush=True)
     optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     order = batches(len(train_chosen[0]), config.batch, np.random.default_rng(config.seed + 2))
     log.update(step=[], loss=[], accuracy=[])
@@ -155,9 +171,8 @@ def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dic
                   f"{time.perf_counter() - start:.0f}s", flush=True)
     log["train_seconds"] = time.perf_counter() - start
     model.eval()
-    log["accuracy_after"], log["margin_after"] = reward_accuracy(model, held_chosen, held_rejected)
-    print(f"held-out pair accuracy after: {log['accuracy_after']:.3f}, mean margin {log['margin_after']:.3f}",
-          flush=True)
+    log["accuracy_after"], log["margin_after"] = reward_accuracy(model, held_chosen, held_rejected, kinds)
+    print(f"held-out pair accuracy after: {log['accuracy_after']}, mean margin {log['margin_after']:.3f}", flush=True)
     (out / LOG_FILE).write_text(json.dumps(log, indent=1), encoding="utf-8")
     return log
 
@@ -169,8 +184,9 @@ def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dic
 class DPOConfig:
     steps: int = 120
     batch: int = 16  # pairs per step
-    lr: float = 1e-4
-    beta: float = 0.1
+    lr: float = 1e-5
+    beta: float = 0.5  # see docs/15-align.md, section 7: smaller β or larger lr lower the chosen answers too
+    lora: int = 0  # LoRA rank of the policy's adapters; 0: full fine-tuning
     train_pairs: int = 2400
     held_out: int = 240
     seed: int = 0
@@ -179,10 +195,11 @@ class DPOConfig:
         return dataclasses.asdict(self)
 
 
-def preference_figures(policy, reference, chosen: tuple, rejected: tuple, beta: float, batch: int = 64) -> dict:
+def preference_figures(policy, reference, chosen: tuple, rejected: tuple, beta: float, kinds: list,
+                       batch: int = 64) -> dict:
     """On held-out pairs: "accuracy" (log π(chosen) > log π(rejected): the policy itself prefers the right answer),
-    "margin" and "reward_accuracy" (DPO's implicit rewards β (log π - log π_ref): the mean margin, and how often it
-    is > 0) and the mean log-probs."""
+    also per task kind, "margin" and "reward_accuracy" (DPO's implicit rewards β (log π - log π_ref): the mean
+    margin, and how often it is > 0) and the mean log-probs."""
     logp = {"pc": [], "pr": [], "rc": [], "rr": []}
     with no_grad():
         for start in range(0, len(chosen[0]), batch):
@@ -194,7 +211,10 @@ def preference_figures(policy, reference, chosen: tuple, rejected: tuple, beta: 
             logp["rr"].append(sequence_logprobs(reference, r_ids, r_mask).data)
     pc, pr, rc, rr = (np.concatenate(logp[key]).astype(np.float64) for key in ("pc", "pr", "rc", "rr"))
     margins = beta * ((pc - rc) - (pr - rr))
-    return {"accuracy": preference_accuracy(pc, pr), "margin": float(margins.mean()),
+    kinds = np.array(kinds)
+    by_kind = {kind: preference_accuracy(pc[kinds == kind], pr[kinds == kind])
+               for kind in dict.fromkeys(kinds.tolist())}
+    return {"accuracy": preference_accuracy(pc, pr), "accuracy_by_kind": by_kind, "margin": float(margins.mean()),
             "reward_accuracy": preference_accuracy(margins, np.zeros_like(margins)),
             "logp_chosen": float(pc.mean()), "logp_rejected": float(pr.mean())}
 
@@ -210,10 +230,11 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
     held_chosen, held_rejected = encode_pairs(chat, held_pairs)
     held_examples = [tasks.Example(p.prompt, p.chosen, p.kind) for p in held_pairs]
     log: dict = {"command": "dpo", "config": config.to_dict(), "init": str(init)}
-    log["before"] = preference_figures(policy, reference, held_chosen, held_rejected, config.beta)
+    log["before"] = preference_figures(policy, reference, held_chosen, held_rejected, config.beta,
+                                       [p.kind for p in held_pairs])
     log["exact_match_before"] = accuracy(policy, chat, held_examples)
     print(f"before: {log['before']}, exact match {log['exact_match_before']}", flush=True)
-    optimizer = AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
+    optimizer = AdamW(adapt(policy, config.lora, config.seed).parameters(), lr=config.lr, weight_decay=0.0)
     order = batches(len(train_chosen[0]), config.batch, np.random.default_rng(config.seed + 2))
     log.update(step=[], loss=[], margin=[], accuracy=[])
     start = time.perf_counter()
@@ -234,7 +255,8 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
                   f"reward accuracy {stats['accuracy']:.2f}  {time.perf_counter() - start:.0f}s", flush=True)
     log["train_seconds"] = time.perf_counter() - start
     policy.eval()
-    log["after"] = preference_figures(policy, reference, held_chosen, held_rejected, config.beta)
+    log["after"] = preference_figures(policy, reference, held_chosen, held_rejected, config.beta,
+                                       [p.kind for p in held_pairs])
     log["exact_match_after"] = accuracy(policy, chat, held_examples)
     print(f"after: {log['after']}, exact match {log['exact_match_after']}", flush=True)
     save_policy(policy, chat, out)
@@ -247,20 +269,21 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
 
 @dataclass
 class GRPOConfig:
-    steps: int = 40
-    prompts: int = 16  # prompts per step
+    steps: int = 60
+    prompts: int = 32  # prompts per step
     group: int = 8  # sampled answers per prompt
-    max_new_tokens: int = 20  # the longest answer ("sword crown horse") and <|end|>
+    max_new_tokens: int = 20  # enough for every kind's answer and <|end|> ("sword crown horse": 18 tokens)
     temperature: float = 1.0
-    epochs: int = 4  # updates per batch of samples: after the first the ratios differ from 1, and the clip acts
-    lr: float = 2e-5
+    epochs: int = 1  # updates per batch of samples; from the second on the ratios differ from 1 and the clip acts
+    lr: float = 1e-5
+    lora: int = 0  # LoRA rank of the policy's adapters; 0: full fine-tuning
     clip: float = 0.2
     kl_coef: float = 0.02
-    kinds: tuple[str, ...] = ("reverse", "sort")  # see docs/15-align.md, section 7, for "add"
+    kinds: tuple[str, ...] = ("add",)
     train_prompts: int = 2000
-    held_out: int = 64  # held-out prompts for the evaluations
+    held_out: int = 160  # held-out prompts for the evaluations
     eval_group: int = 8  # sampled answers per held-out prompt
-    eval_every: int = 10
+    eval_every: int = 20
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -309,7 +332,7 @@ def train_grpo(config: GRPOConfig, init: str | Path, out: str | Path) -> dict:
                  "eval_sampled": [], "eval_greedy": [], "eval_by_kind": [], "step": [], "reward": [], "loss": [],
                  "clipped": [], "kl": []}
     evaluate(0)
-    optimizer = AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
+    optimizer = AdamW(adapt(policy, config.lora, config.seed).parameters(), lr=config.lr, weight_decay=0.0)
     rng = np.random.default_rng(config.seed + 2)
     start = time.perf_counter()
     for step in range(config.steps):
@@ -378,6 +401,9 @@ def main(argv: list[str] | None = None) -> dict:
         run.add_argument("--preset", choices=sorted(PRESETS[name]), default="default")
         run.add_argument("--seed", type=int, default=0)
         run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
+        if name == "grpo":
+            run.add_argument("--kinds", nargs="+", choices=tasks.KINDS, default=None,
+                             help="the task kinds to train and evaluate on (default: the preset's)")
         threads.add_argument(run)
     args = parser.parse_args(argv)
     note = threads.too_late(args.threads)
@@ -386,6 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = dataclasses.replace(PRESETS[args.command][args.preset], seed=args.seed)
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps)
+    if getattr(args, "kinds", None):
+        config = dataclasses.replace(config, kinds=tuple(args.kinds))
     try:
         return RUNS[args.command](config, args.init, args.out)
     except FileNotFoundError as error:
