@@ -19,7 +19,9 @@ sampled: a second thread looks at the training thread's innermost Python frame a
                solutions/ and NumPy (a sample in this file's timing loop, between two steps, is dropped)
   optimizer    any sample with solutions/optim.py on the stack: clip_grad_norm, AdamW.step, zero_grad
 
-Each category's milliseconds are its share of the samples times the uninstrumented step. A cross-check of the
+Each category's milliseconds are its share of the samples times the uninstrumented step's median wall time, and
+its CPU milliseconds the same share of the median CPU time (at one thread on a busy machine the steadier figure:
+it leaves out the time spent waiting for a core). A cross-check of the
 python row: the same graph on tiny arrays (same layers and heads, head_dim 2, context 2, batch 1) is timed too; its
 step is the fixed cost of the Python and of NumPy's per-call dispatch, whatever the sizes. Why sampling and not
 cProfile: cProfile charges a function for the NumPy operators on its lines (`a * b` is not a call it sees), so a
@@ -199,6 +201,7 @@ def measure(size: str = "small", thread_count: int = 1, steps: int = 20, top: in
         "sampled_step_ms": 1000 * statistics.median(sampled), "samples": total,
         "tiny_step_ms": 1000 * statistics.median(tiny),
         "categories": {category: {"ms": totals[category] * per_sample_ms, "share": totals[category] / max(total, 1),
+                                  "cpu_ms": statistics.median(plain_cpu) * 1000 * totals[category] / max(total, 1),
                                   "what": EXPLAINED[category],
                                   "top": [[name, count * per_sample_ms]
                                           for name, count in functions[category].most_common(top)]}
@@ -213,11 +216,12 @@ def table(result: dict) -> str:
              f"{result['step_ms']:.1f} ms over {result['steps']} steps (CPU time {result['step_cpu_ms']:.1f} ms; "
              f"{result['sampled_step_ms']:.1f} ms while sampled, {result['samples']:,} samples); load average "
              f"{', '.join(f'{x:.1f}' for x in result['load_average'] or [])}", "",
-             "| category | ms / step | share | what | biggest functions (ms) |", "| --- | --- | --- | --- | --- |"]
+             "| category | ms / step | CPU ms / step | share | what | biggest functions (ms) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for category, entry in result["categories"].items():
         biggest = ", ".join(f"{name} {ms:.1f}" for name, ms in entry["top"])
-        lines.append(f"| {category} | {entry['ms']:.1f} | {100 * entry['share']:.0f}% | {entry['what']} | "
-                     f"{biggest} |")
+        lines.append(f"| {category} | {entry['ms']:.1f} | {entry['cpu_ms']:.1f} | {100 * entry['share']:.0f}% | "
+                     f"{entry['what']} | {biggest} |")
     lines += ["", f"the same graph on tiny arrays (head_dim 2, context 2, batch 1), the step's fixed cost of Python "
                   f"and NumPy calls: {result['tiny_step_ms']:.1f} ms"]
     return "\n".join(lines)
