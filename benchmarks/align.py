@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     twin.plot(steps[WINDOW - 1:], accuracy, color="tab:red", label="reward accuracy, training batches")
     twin.set_ylabel("fraction of pairs")
     twin.set_ylim(0, 1.05)
-    before, after = dpo["before"]["accuracy"], dpo["after"]["accuracy"]
-    right.set_title(f"DPO (β = {dpo['config']['beta']:g}): held-out preference accuracy {before:.2f} -> {after:.2f}",
+    before, after = dpo["before"], dpo["after"]
+    right.set_title(f"DPO (β = {dpo['config']['beta']:g}), held-out: reward accuracy {before['reward_accuracy']:.2f} "
+                    f"-> {after['reward_accuracy']:.2f}, margin {before['margin']:.2f} -> {after['margin']:.2f}",
                     fontsize=9)
     lines = right.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()

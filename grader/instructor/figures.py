@@ -141,6 +141,7 @@ MEASURED = {
     "13-scaling-projection.png": "python -m benchmarks.scaling plot",
     "14-sft.png": "python -m solutions.finetune sft, then python -m benchmarks.finetune",
     "14-genre-confusion.png": "python -m solutions.finetune classify --plot docs/figures/14-genre-confusion.png",
+    "15-align-curves.png": "python -m benchmarks.align (after python -m solutions.align dpo and grpo)",
     "16-quantization.png": "python -m benchmarks.serving --plot docs/figures/16-quantization.png",
     "17-moe-vs-dense.png": "python -m benchmarks.moe",
 }
