@@ -269,7 +269,7 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
 
 @dataclass
 class GRPOConfig:
-    steps: int = 60
+    steps: int = 120
     prompts: int = 32  # prompts per step
     group: int = 8  # sampled answers per prompt
     max_new_tokens: int = 20  # enough for every kind's answer and <|end|> ("sword crown horse": 18 tokens)
