@@ -50,12 +50,13 @@ def best_seconds(run, repeats: int = 3) -> tuple[float, object]:
 
 def quantization(model, val, config, batches: int) -> dict:
     from solutions.nn import Linear, estimate_loss
-    from solutions.serving import _children, quantize_model, weight_bytes
+    from solutions.finetune import child_modules
+    from solutions.serving import quantize_model, weight_bytes
 
     def linear_bytes(m) -> int:  # only the weights quantization touches
         total, pending = 0, [m]
         while pending:
-            for _, _, child in _children(pending.pop()):
+            for _, _, child in child_modules(pending.pop()):
                 if isinstance(child, Linear):
                     total += child.weight.data.nbytes
                 elif hasattr(child, "q"):

@@ -32,8 +32,9 @@ from .tensor import Tensor, op
 IGNORE = -100  # cross_entropy's ignore_index: a target that is not scored
 
 
-def _children(module: Module):
-    """(holder, key, child) for every Module attribute or list item of `module`, one level down, in attribute order."""
+def child_modules(module: Module):
+    """(holder, key, child) for every Module attribute or list item of `module`, one level down, in attribute order
+    (given: LoRA here and stage 16's quantize_model walk models with it)."""
     for name, value in vars(module).items():
         if isinstance(value, Module):
             yield module, name, value
@@ -48,7 +49,7 @@ def _tensors(module: Module):
     for value in vars(module).values():
         if isinstance(value, Tensor):
             yield value
-    for _, _, child in _children(module):
+    for _, _, child in child_modules(module):
         yield from _tensors(child)
 
 
@@ -140,7 +141,7 @@ def apply_lora(model: Module, rank: int, alpha: float, *, rng: np.random.Generat
     freeze(model)
 
     def visit(module: Module) -> None:
-        for holder, key, child in list(_children(module)):
+        for holder, key, child in list(child_modules(module)):
             if isinstance(child, Linear) and key in targets:
                 _replace(holder, key, LoRALinear(child, rank, alpha, rng=rng))
             else:
@@ -157,7 +158,7 @@ def merge_lora(model: Module) -> Module:
     GPT.load reads. Returns `model`."""
     ### BEGIN SOLUTION
     def visit(module: Module) -> None:
-        for holder, key, child in list(_children(module)):
+        for holder, key, child in list(child_modules(module)):
             if isinstance(child, LoRALinear):
                 if not child.merged:
                     child.merge()

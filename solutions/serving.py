@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .finetune import lm_head, masked_features
+from .finetune import child_modules, lm_head, masked_features
 from .generate import KVCache, _softmax, filter_logits, forward_cached
 from .gpt import GPT
 from .nn import Linear, Module
@@ -157,24 +157,13 @@ class QuantizedLinear(Module):
         ### END SOLUTION
 
 
-def _children(module: Module):
-    """(holder, key, child) for every Module attribute or list item of `module`, one level down."""
-    for name, value in vars(module).items():
-        if isinstance(value, Module):
-            yield module, name, value
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                if isinstance(item, Module):
-                    yield value, i, item
-
-
 def quantize_model(model: Module, bits: int = 8, group: int = 32) -> Module:
     """Replace, in place, every Linear anywhere in `model` by QuantizedLinear(linear, bits, group); returns `model`.
     Embeddings and norms stay as they are (a tied head reads the float token table)."""
     ### BEGIN SOLUTION
     pending = [model]
     while pending:
-        for holder, key, child in list(_children(pending.pop())):
+        for holder, key, child in list(child_modules(pending.pop())):
             if isinstance(child, Linear):
                 replacement = QuantizedLinear(child, bits, group)
                 if isinstance(holder, list):
@@ -192,7 +181,7 @@ def weight_bytes(model: Module) -> int:
     ### BEGIN SOLUTION
     total, pending = sum(p.data.nbytes for p in model.parameters()), [model]
     while pending:
-        for _, _, child in _children(pending.pop()):
+        for _, _, child in child_modules(pending.pop()):
             if isinstance(child, QuantizedLinear):
                 total += child.q.nbytes + child.scale.nbytes  # its bias, a Tensor, is among the parameters
             else:

@@ -11,7 +11,7 @@ import tempfile
 import numpy as np
 
 from grader.harness import GRADCHECK, Mistake, Tol, assert_close, assert_true, central_difference, \
-    randomise_parameters, raised, seeded
+    randomise_parameters, raised, seeded, sibling
 
 COMPOSED = Tol(1e-9, 1e-11, "float64; the model and the composition of its own submodules round differently")
 SAME_MODEL = Tol(1e-8, 1e-10, "float64; your model and the reference's with the same weights, summed in another order")
@@ -26,6 +26,16 @@ def build(m, fields: dict, seed: int, dtype=np.float64):
     model = m.GPT(m.GPTConfig(**fields), rng=seeded(seed))
     if dtype is not None:
         randomise_parameters(model, seed + 1, dtype)
+    return model
+
+
+def model_of(m, fields: dict, seed: int):
+    """The target's own GPT (stage 09, found beside module m) with seeded float64 weights by sorted name, spread 0.5,
+    in eval mode: target and reference hold the same model (stages 14, 15 and 16 build on it)."""
+    gpt = sibling(m, "gpt")
+    model = gpt.GPT(gpt.GPTConfig(**fields), rng=seeded(seed))
+    randomise_parameters(model, seed + 1, np.float64, spread=0.5)
+    model.eval()
     return model
 
 

@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 
 from grader.harness import Tol, central_difference, randomise_parameters, raised, seeded, sibling
+from tests.stage09.helpers import model_of  # noqa: F401 (the suites import it from here)
 
 TINY = {"vocab_size": 11, "context": 24, "layers": 2, "heads": 4, "width": 16}  # small enough for many probes
 LEARNED = dict(TINY, position="learned", norm="layer", feed_forward="gelu", kv_heads=2)
@@ -29,15 +30,6 @@ RELOADED = Tol(1e-5, 1e-5, "GPT.load keeps float32: the float64 weights rounded 
 # float64 gradients and central differences (eps 1e-6) of forwards that agree to ~1e-15 agree to ~1e-8 relative
 GRADIENTS = Tol(1e-6, 1e-8, "float64 backward vs central differences with eps 1e-6: truncation O(eps²), rounding "
                             "O(1e-16 / eps)")
-
-
-def model_of(m, fields: dict, seed: int):
-    """The target's own GPT (stage 09) with seeded float64 weights by sorted name (target and reference alike)."""
-    gpt = sibling(m, "gpt")
-    model = gpt.GPT(gpt.GPTConfig(**fields), rng=seeded(seed))
-    randomise_parameters(model, seed + 1, np.float64, spread=0.5)
-    model.eval()
-    return model
 
 
 def linear_of(m, fan_in: int, fan_out: int, seed: int, bias: bool = True):

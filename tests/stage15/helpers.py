@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from grader.harness import Tol, central_difference, raised, randomise_parameters, seeded, sibling
+from tests.stage09.helpers import model_of  # noqa: F401 (the suites import it from here)
 
 TINY = {"vocab_size": 11, "context": 16, "layers": 2, "heads": 2, "width": 8}  # small enough for many probes
 
@@ -20,15 +21,6 @@ def sigmoid(x: float) -> float:
 LOGPROB = Tol(1e-10, 1e-12, "float64 sums of a few dozen log-probabilities; only the order of summation may differ")
 # Gradients of whole models against central differences: truncation O(eps^2) on a few-layer network, in float64.
 MODEL_GRADCHECK = Tol(1e-5, 1e-8, "central differences (eps 1e-6) through a 2-layer float64 GPT: O(eps^2) truncation")
-
-
-def model_of(m, fields: dict, seed: int):
-    """The target's own GPT (stage 09) with seeded float64 weights by sorted name (target and reference alike)."""
-    gpt = sibling(m, "gpt")
-    model = gpt.GPT(gpt.GPTConfig(**fields), rng=seeded(seed))
-    randomise_parameters(model, seed + 1, np.float64, spread=0.5)
-    model.eval()
-    return model
 
 
 def leaf(m, values) -> object:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.harness import Tol, randomise_parameters, seeded, sibling
+from grader.harness import Tol, seeded, sibling
+from tests.stage09.helpers import model_of  # noqa: F401 (the suites import it from here)
 
 TINY = {"vocab_size": 11, "context": 24, "layers": 2, "heads": 4, "width": 16}  # small enough for many probes
 DRAFT = dict(TINY, layers=1)
@@ -33,15 +34,6 @@ def weights_with_outliers(seed: int, rows: int, columns: int) -> np.ndarray:
     w[rows // 3, 2] = 1000.0
     w[rows // 2, -1] = -40.0
     return w
-
-
-def model_of(m, fields: dict, seed: int):
-    """The target's own GPT (stage 09) with seeded float64 weights by sorted name (target and reference alike)."""
-    gpt = sibling(m, "gpt")
-    model = gpt.GPT(gpt.GPTConfig(**fields), rng=seeded(seed))
-    randomise_parameters(model, seed + 1, np.float64, spread=0.5)
-    model.eval()
-    return model
 
 
 class ScriptedRng:
