@@ -70,7 +70,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: boo
     if bias is not None:
         bias = np.broadcast_to(np.asarray(bias, dtype=scores.dtype), (B, H, T, S))
         scores = scores + bias.reshape(B, Hkv, G, T, S)
-    if causal:
+    if causal and T > 1:  # one query (a decoding step) sits at the last position and sees every key: no mask
         visible = np.tri(T, S, S - T, dtype=bool)  # (T, S): True where key j <= S - T + i
         np.copyto(scores, -np.inf, where=~visible)  # -inf on the future (exp gives exactly 0), no full-size mask
     scores -= scores.max(axis=-1, keepdims=True)  # largest score 0: exp cannot overflow; rows are never all -inf

@@ -78,7 +78,7 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:
     x: (..., C); weight: (C,)  ->  (..., C), in x's dtype.
     """
     ### BEGIN SOLUTION
-    inv_rms = 1.0 / np.sqrt((x.data * x.data).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    inv_rms = 1.0 / np.sqrt(np.einsum("...c,...c->...", x.data, x.data)[..., None] / x.shape[-1] + eps)  # (..., 1)
     x_hat = x.data * inv_rms  # (..., C)
     w = weight.data
     C = x.shape[-1]

@@ -67,10 +67,13 @@ def op(output: np.ndarray, parents: tuple[Tensor, ...],
     ### BEGIN SOLUTION
     output = np.asarray(output)
     needs_grad = _grad_enabled and any(parent.requires_grad for parent in parents)
+    if not needs_grad:  # a constant (every op of a decoding step): its fields set directly, no conversion to redo
+        out = Tensor.__new__(Tensor)
+        out.data, out.grad, out.requires_grad, out._parents, out._backward = output, None, False, (), None
+        return out
     out = Tensor(output, requires_grad=needs_grad, dtype=output.dtype)
-    if needs_grad:
-        out._parents = parents
-        out._backward = backward
+    out._parents = parents
+    out._backward = backward
     return out
     ### END SOLUTION
 
@@ -79,7 +82,7 @@ def op(output: np.ndarray, parents: tuple[Tensor, ...],
 def _rows_times(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """x @ w for x (..., n, k) and a matrix w (k, m) as ONE (rows, k) @ (k, m) product: np.matmul would loop over the
     batch, which is up to twice as slow for the small matrices of a character-level GPT."""
-    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+    return np.dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def _reduced_axes_back(g: np.ndarray, axis: int | tuple[int, ...] | None, keepdims: bool) -> np.ndarray:
@@ -416,7 +419,7 @@ class Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         axes = tuple(axis % self.ndim for axis in axes) or tuple(reversed(range(self.ndim)))
-        inverse = tuple(int(i) for i in np.argsort(axes))  # output axis of each input axis
+        inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))  # output axis of each input axis (argsort)
         return op(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
         ### END SOLUTION
 
