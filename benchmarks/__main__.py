@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TORCH_HINT, threads, torch_available, torch_or_none
+from benchmarks.common import TORCH_HINT, keep_freed_memory, threads, torch_available, torch_or_none
 
 ROOT = Path(__file__).resolve().parent.parent
 # Issue 14's goals: (result key, path inside it, at least / at most, value). Ratios are ours / torch's speed (> 1: the
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads for both sides (default 2)")
     parser.add_argument("--plots", metavar="DIR", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
+    keep_freed_memory()  # time_to_loss trains both sides in this process (common.keep_freed_memory)
     if not torch_available():
         print(TORCH_HINT, file=sys.stderr)
     results = {"threads": args.threads, "quick": args.quick, "numpy": np.__version__,

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import median_times, threads, torch_or_none
+from benchmarks.common import keep_freed_memory, median_times, threads, torch_or_none
 
 
 def model(new_tokens: int, seed: int = 0):
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # both sides alike, before any array exists (common.keep_freed_memory)
     json.dump(measure(args.impl, args.tokens, args.threads, args.repeats), sys.stdout)
 
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import median_times, threads, torch_or_none
+from benchmarks.common import keep_freed_memory, median_times, threads, torch_or_none
 
 SIZES = {  # model and batch: cpu-small is nanoGPT's CPU configuration; medium is the 6-layer one
     "small": {"layers": 4, "heads": 4, "width": 128, "context": 64, "batch": 12},
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # both sides alike, before any array exists (common.keep_freed_memory)
     json.dump(measure(args.impl, args.size, args.threads, args.repeats), sys.stdout)
 
 
