@@ -3,6 +3,7 @@
 
     python -m solutions.align reward [--init runs/sft] [--out runs/reward] [--seed 0] [--preset default]
     python -m solutions.align dpo    [--init runs/sft] [--out runs/dpo]    [--seed 0] [--preset default]
+                                     [--pairs policy|rule] [--nll 0]
     python -m solutions.align grpo   [--init runs/sft] [--out runs/grpo]   [--seed 0] [--preset default]
 
 Each starts from the instruction-tuned model of stage 14 (`python -m solutions.finetune sft` writes runs/sft) and
@@ -10,9 +11,11 @@ writes --out/log.json (the config, the curves and the measured figures before an
 aligned policy (model.npz, tokenizer.json: `python -m solutions.finetune`'s load_chat_model reads it back).
   - reward: a RewardModel (the SFT GPT with a scalar head) trained with the Bradley-Terry loss on preference pairs;
     held-out pair accuracy before (a random head) and after.
-  - dpo: the policy trained with the DPO loss against a frozen copy of itself; held-out preference accuracy (the
-    policy's log-prob of the right answer above the wrong one's), mean implicit-reward margin, and greedy
-    exact-match accuracy before and after.
+  - dpo: the policy trained with the DPO loss against a frozen copy of itself, on on-policy pairs (the right answer
+    chosen, the SFT model's own likeliest wrong sample rejected; prompts it never gets wrong give none) or, with
+    --pairs rule, on tasks.preference_pairs' made-up ones; on the held-out pairs, before and after: the policy's own
+    preference accuracy (log π(chosen) > log π(rejected)), the implicit-reward accuracy and margin; on the held-out
+    prompts: greedy exact match and the mean reward of sampled answers.
   - grpo: on the addition prompts, groups of sampled answers scored by tasks.reward; held-out mean reward (sampled at
     temperature 1, and greedy) of the SFT model and of the policy every eval_every steps.
 Every random draw comes from the seed: the same command gives the same numbers (on the same machine and BLAS).
@@ -182,17 +185,87 @@ def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dic
 
 @dataclass
 class DPOConfig:
-    steps: int = 120
+    steps: int = 240  # about 3 epochs of the ~1300 on-policy pairs
     batch: int = 16  # pairs per step
     lr: float = 1e-5
-    beta: float = 0.5  # see docs/15-align.md, section 7: smaller β or larger lr lower the chosen answers too
+    beta: float = 2.0  # see docs/15-align.md, section 7: smaller β or larger lr lower the chosen answers too
     lora: int = 0  # LoRA rank of the policy's adapters; 0: full fine-tuning
-    train_pairs: int = 2400
-    held_out: int = 240
+    nll: float = 0.0  # weight of the chosen answers' NLL per token added to the DPO loss (as RPO); 0: DPO alone
+    pairs: str = "policy"  # "policy": the SFT model's own wrong samples; "rule": tasks.preference_pairs' made-up ones
+    train_prompts: int = 2400  # prompts sampled ("policy": those the model never gets wrong give no pair)
+    held_out: int = 600  # held-out prompts, 200 per kind: their pairs are measured, and their greedy exact match
+    samples: int = 8  # "policy": answers sampled per prompt
+    temperature: float = 1.0
+    max_new_tokens: int = 20  # as GRPOConfig's: every kind's answer and <|end|>
     seed: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def response_logprobs(model, prompt: np.ndarray, responses: list) -> np.ndarray:
+    """log π(response | prompt) of each response (int arrays after the int prompt (P,)): (len(responses),) float."""
+    ids, mask, _ = pad_right([np.concatenate([prompt, r]) for r in responses],
+                             [np.arange(prompt.size + len(r)) >= prompt.size for r in responses])
+    with no_grad():
+        return sequence_logprobs(model, ids, mask).data
+
+
+def policy_pairs(model, chat, examples: list, config: DPOConfig,
+                 rng: np.random.Generator) -> tuple[list, list, dict[str, float]]:
+    """On-policy preference pairs, as with a verifier: `config.samples` answers per example sampled from `model`
+    (stage 11's KV cache, through sample_responses) and scored by tasks.reward. chosen: the right answer; rejected:
+    the wrong sample the model itself finds likeliest (the first drawn among equals), so each pair ranks the mistake
+    the model is nearest to making. A prompt whose samples are all right gives no pair.
+    Returns (pairs, the rejected answers' tokens exactly as drawn (their text may not re-encode: a sample can hold a
+    special token), the mean sampled reward per task kind and "all")."""
+    pairs, drawn, rewards = [], [], {}
+    for example in examples:
+        prompt = chat.encode_prompt(example.prompt)
+        responses = sample_responses(model, prompt, config.samples, config.max_new_tokens, end=chat.end, rng=rng,
+                                     temperature=config.temperature)
+        answers = [tasks.answer_of(chat.decode(response)) for response in responses]
+        scores = [tasks.reward(example, answer) for answer in answers]
+        rewards.setdefault(example.kind, []).extend(scores)
+        wrong = [response for response, right in zip(responses, scores) if not right]
+        if wrong:  # the likeliest of the wrong answers: the mistake the model finds most plausible
+            i = int(np.argmax(response_logprobs(model, prompt, wrong)))  # argmax keeps the first of equals
+            pairs.append(tasks.Preference(example.prompt, example.answer, tasks.answer_of(chat.decode(wrong[i])),
+                                          example.kind))
+            drawn.append(wrong[i])
+    sampled = {kind: float(np.mean(values)) for kind, values in rewards.items()}
+    sampled["all"] = float(np.mean([value for values in rewards.values() for value in values]))
+    return pairs, drawn, sampled
+
+
+def dpo_pairs(model, chat, config: DPOConfig, split: str) -> tuple[list, tuple, tuple, list, dict]:
+    """One split's pairs: (pairs, chosen and rejected batches (ids, mask, lengths), the split's prompts as Examples,
+    the mean sampled reward ({} for "rule")). "train" from the seed, "held_out" from seed + 1; the sampling draws
+    from default_rng(seed + 5) and (seed + 6)."""
+    count, offset = (config.train_prompts, 0) if split == "train" else (config.held_out, 1)
+    examples = tasks.make_instructions(count, seed=config.seed + offset, split=split)
+    if config.pairs == "rule":  # the same prompts (preference_pairs draws them with make_instructions)
+        pairs = tasks.preference_pairs(count, seed=config.seed + offset, split=split)
+        return (pairs, *encode_pairs(chat, pairs), examples, {})
+    if config.pairs != "policy":
+        raise ValueError(f"DPOConfig.pairs must be 'policy' or 'rule', got {config.pairs!r}")
+    pairs, drawn, sampled = policy_pairs(model, chat, examples, config,
+                                         np.random.default_rng(config.seed + 5 + offset))
+    if not pairs:
+        raise ValueError(f"the model answered every sampled {split} prompt right: no on-policy pair to learn from or "
+                         f"measure (sample more answers per prompt, or use --pairs rule)")
+    encoded = [chat.encode_chat(pair.prompt, pair.chosen) for pair in pairs]
+    chosen = pad_right([ids for ids, _ in encoded], [mask for _, mask in encoded])
+    prompts = [chat.encode_prompt(pair.prompt) for pair in pairs]  # the rejected side: the drawn tokens after them
+    rejected = pad_right([np.concatenate([p, r]) for p, r in zip(prompts, drawn)],
+                         [np.arange(p.size + len(r)) >= p.size for p, r in zip(prompts, drawn)])
+    return pairs, chosen, rejected, examples, sampled
+
+
+def pair_counts(pairs: list) -> dict[str, int]:
+    """How many pairs of each task kind, and "all"."""
+    kinds = [pair.kind for pair in pairs]
+    return {**{kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}, "all": len(kinds)}
 
 
 def preference_figures(policy, reference, chosen: tuple, rejected: tuple, beta: float, kinds: list,
@@ -225,24 +298,34 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     reference, _ = load_start(init, config.seed)  # a second copy: frozen, only ever run under no_grad
     reference.eval()
-    train_chosen, train_rejected = encode_pairs(chat, tasks.preference_pairs(config.train_pairs, seed=config.seed))
-    held_pairs = tasks.preference_pairs(config.held_out, seed=config.seed + 1, split="held_out")
-    held_chosen, held_rejected = encode_pairs(chat, held_pairs)
-    held_examples = [tasks.Example(p.prompt, p.chosen, p.kind) for p in held_pairs]
-    log: dict = {"command": "dpo", "config": config.to_dict(), "init": str(init)}
+    start = time.perf_counter()
+    train_pairs, train_chosen, train_rejected, _, train_sampled = dpo_pairs(reference, chat, config, "train")
+    held_pairs, held_chosen, held_rejected, held_examples, held_sampled = dpo_pairs(reference, chat, config,
+                                                                                    "held_out")
+    log: dict = {"command": "dpo", "config": config.to_dict(), "init": str(init),
+                 "pairs": {"train": pair_counts(train_pairs), "held_out": pair_counts(held_pairs)},
+                 "sampled_reward": {"train": train_sampled, "held_out_before": held_sampled},
+                 "pair_seconds": time.perf_counter() - start,
+                 "examples": [dataclasses.asdict(pair) for pair in held_pairs[:9]]}
+    print(f"{config.pairs} pairs: {log['pairs']} ({log['pair_seconds']:.0f}s); mean sampled reward {held_sampled}",
+          flush=True)
     log["before"] = preference_figures(policy, reference, held_chosen, held_rejected, config.beta,
                                        [p.kind for p in held_pairs])
     log["exact_match_before"] = accuracy(policy, chat, held_examples)
     print(f"before: {log['before']}, exact match {log['exact_match_before']}", flush=True)
     optimizer = AdamW(adapt(policy, config.lora, config.seed).parameters(), lr=config.lr, weight_decay=0.0)
     order = batches(len(train_chosen[0]), config.batch, np.random.default_rng(config.seed + 2))
-    log.update(step=[], loss=[], margin=[], accuracy=[])
+    log.update(step=[], loss=[], margin=[], accuracy=[], nll=[])
     start = time.perf_counter()
     for step in range(config.steps):
         rows = next(order)
         (c_ids, c_mask, _), (r_ids, r_mask, _) = take(train_chosen, rows), take(train_rejected, rows)
         optimizer.zero_grad()
         loss, stats = dpo_batch_loss(policy, reference, (c_ids, c_mask), (r_ids, r_mask), config.beta)
+        if config.nll:  # the chosen answers' mean NLL per token: DPO alone lowers them too (docs/15-align.md, 7)
+            nll = -sequence_logprobs(policy, c_ids, c_mask).sum() / c_mask[:, 1:].sum()
+            loss = loss + nll * config.nll
+            log["nll"].append(float(nll.item()))
         loss.backward()
         clip_grad_norm(policy.parameters(), 1.0)
         optimizer.step()
@@ -259,6 +342,11 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
                                        [p.kind for p in held_pairs])
     log["exact_match_after"] = accuracy(policy, chat, held_examples)
     print(f"after: {log['after']}, exact match {log['exact_match_after']}", flush=True)
+    if config.pairs == "policy":  # the held-out prompts sampled again, from the policy, with the same seed
+        rng = np.random.default_rng(config.seed + 6)
+        after_pairs, _, sampled = policy_pairs(policy, chat, held_examples, config, rng)
+        log["sampled_reward"]["held_out_after"], log["pairs"]["held_out_after"] = sampled, pair_counts(after_pairs)
+        print(f"mean sampled reward after: {log['sampled_reward']['held_out_after']}", flush=True)
     save_policy(policy, chat, out)
     (out / LOG_FILE).write_text(json.dumps(log, indent=1), encoding="utf-8")
     return log
@@ -379,7 +467,8 @@ def train_grpo(config: GRPOConfig, init: str | Path, out: str | Path) -> dict:
 
 PRESETS = {
     "reward": {"default": RewardConfig(), "tiny": RewardConfig(steps=2, batch=4, train_pairs=12, held_out=6)},
-    "dpo": {"default": DPOConfig(), "tiny": DPOConfig(steps=2, batch=4, train_pairs=12, held_out=6)},
+    "dpo": {"default": DPOConfig(),
+            "tiny": DPOConfig(steps=2, batch=4, train_prompts=12, held_out=6, samples=2, max_new_tokens=4)},
     "grpo": {"default": GRPOConfig(),
              "tiny": GRPOConfig(steps=2, prompts=2, group=3, train_prompts=10, held_out=2, eval_group=2,
                                 eval_every=1)},
@@ -401,6 +490,11 @@ def main(argv: list[str] | None = None) -> dict:
         run.add_argument("--preset", choices=sorted(PRESETS[name]), default="default")
         run.add_argument("--seed", type=int, default=0)
         run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
+        if name == "dpo":
+            run.add_argument("--pairs", choices=("policy", "rule"), default=None,
+                             help="policy: the SFT model's own wrong samples (the default); rule: made-up wrong ones")
+            run.add_argument("--nll", type=float, default=None,
+                             help="weight of the chosen answers' NLL added to the DPO loss (the preset's: 0)")
         if name == "grpo":
             run.add_argument("--kinds", nargs="+", choices=tasks.KINDS, default=None,
                              help="the task kinds to train and evaluate on (default: the preset's)")
@@ -412,6 +506,10 @@ def main(argv: list[str] | None = None) -> dict:
     config = dataclasses.replace(PRESETS[args.command][args.preset], seed=args.seed)
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps)
+    if getattr(args, "pairs", None):
+        config = dataclasses.replace(config, pairs=args.pairs)
+    if getattr(args, "nll", None) is not None:
+        config = dataclasses.replace(config, nll=args.nll)
     if getattr(args, "kinds", None):
         config = dataclasses.replace(config, kinds=tuple(args.kinds))
     try:

@@ -1,6 +1,7 @@
 """The given runs of stage 15 (solutions/align_runs.py, copied to exercises/ as it is): right padding by hand, the
-clear error when there is no SFT model, and the tiny presets of the three runs, which write their logs and repeat
-them exactly from the seed. (Stage 15's suites check the learner's own code.)"""
+clear error when there is no SFT model, the tiny presets of the three runs, which write their logs and repeat
+them exactly from the seed, and DPO's on-policy pairs: a right answer chosen, one of the model's own wrong ones
+rejected. (Stage 15's suites check the learner's own code.)"""
 from __future__ import annotations
 
 import importlib
@@ -16,6 +17,7 @@ from grader.harness import EXACT, assert_close, assert_true
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "solutions" if (ROOT / "solutions").is_dir() else "exercises"  # the one source, where it exists
 runs = importlib.import_module(f"{PACKAGE}.align_runs")
+tasks = importlib.import_module(f"{PACKAGE}.tasks")
 START = ROOT / "docs" / "figures" / "model"  # a pretrained checkpoint: load_chat_model grows it by the 3 specials
 
 
@@ -42,5 +44,25 @@ def test_the_tiny_preset_runs_and_repeats_from_its_seed(command):
             logs.append(json.loads((Path(out) / "log.json").read_text(encoding="utf-8")))
     for log in logs:
         log.pop("train_seconds")
+        log.pop("pair_seconds", None)  # the dpo run's time spent sampling its pairs
     assert_true(len(logs[0]["loss"]) == 2, f"{command}: the tiny preset takes 2 steps, logged {len(logs[0]['loss'])}")
     assert_true(logs[0] == logs[1], f"{command}: two runs with the same seed must write the same log")
+
+
+def test_on_policy_pairs_reject_a_wrong_sample_and_choose_the_right_answer():
+    chat_model, chat = runs.load_start(START, 0)
+    config = runs.PRESETS["dpo"]["tiny"]
+    pairs, chosen, rejected, examples, sampled = runs.dpo_pairs(chat_model, chat, config, "train")
+    by_prompt = {example.prompt: example for example in examples}
+    assert_true(len(pairs) == len(examples), f"the pretrained checkpoint (no chat training) gets every prompt wrong: "
+                f"{len(examples)} prompts should give {len(examples)} pairs, got {len(pairs)}")
+    for pair, ids, mask, chosen_ids, chosen_mask in zip(pairs, *rejected[:2], *chosen[:2]):
+        example = by_prompt[pair.prompt]
+        assert_true(tasks.reward(example, pair.chosen) == 1.0, f"chosen {pair.chosen!r} must be right for {example}")
+        written = chat.decode(chosen_ids[chosen_mask])
+        assert_true(written == pair.chosen + tasks.END_TEXT, f"the chosen side's tokens read {written!r}")
+        assert_true(tasks.reward(example, pair.rejected) == 0.0,
+                    f"rejected {pair.rejected!r} must be wrong for {example}")
+        drawn = chat.decode(ids[mask])  # the rejected side holds the model's own tokens, after the prompt
+        assert_true(tasks.answer_of(drawn) == pair.rejected, f"rejected tokens {drawn!r} are not {pair.rejected!r}")
+    assert_true(0.0 <= sampled["all"] < 1.0, f"a pair needs a wrong sample: mean sampled reward {sampled['all']}")
