@@ -84,6 +84,20 @@ def silu(x: Tensor) -> Tensor:
     raise NotImplementedError("stage 07 (transformer blocks): silu")
 
 
+def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+    """SwiGLU's gating silu(gate) ⊙ up as ONE fused op (gate and up are the two projections x W1 and x W3).
+
+    Composed from `silu` and a product it would be two nodes and about ten full-size temporaries forward and
+    backward; fused, it is one node whose backward builds its two gradients in place, as production kernels do.
+    With σ = σ(gate) (computed as (1 + tanh(gate/2)) / 2, as in `silu`) and G = dL/dout:
+        out = gate · σ · up
+        dL/dgate = G · up · σ · (1 + gate · (1 - σ))      (silu'(gate): docs/07-blocks.md, eqs. 14-15)
+        dL/dup   = G · gate · σ                           (= G · silu(gate))
+    gate, up: (..., hidden), the same shape  ->  (..., hidden), in their dtype.
+    """
+    raise NotImplementedError("stage 07 (transformer blocks): swiglu")
+
+
 # ---------------------------------------------------------------------- modules
 
 
@@ -136,7 +150,7 @@ class SwiGLU(Module):
         raise NotImplementedError("stage 07 (transformer blocks): SwiGLU.__init__")
 
     def forward(self, x: Tensor) -> Tensor:
-        """(..., width) -> (..., width)."""
+        """(..., width) -> (..., width): down(swiglu(gate(x), up(x))), the gating as one fused node."""
         raise NotImplementedError("stage 07 (transformer blocks): SwiGLU.forward")
 
 

@@ -25,10 +25,12 @@ Conventions (the tests rely on them):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from . import threads
 from .corpus import load_tokenizer
 from .gpt import GPT
 from .tensor import no_grad
@@ -180,7 +182,8 @@ def generate(model: GPT, prompt: np.ndarray, max_new_tokens: int, *, rng: np.ran
 
 def main(argv: list[str] | None = None) -> str:
     """python -m solutions.generate --checkpoint PATH --prompt TEXT [--tokens N] [--temperature T] [--top-k K]
-    [--top-p P] [--min-p M] [--seed S] [--no-cache]: print the prompt and its continuation, and return that text.
+    [--top-p P] [--min-p M] [--seed S] [--no-cache] [--threads N]: print the prompt and its continuation, and return
+    that text. (--threads N is read by the package before NumPy loads: threads.py.)
 
     Loads GPT.load(PATH) and the tokenizer saved beside it (corpus.load_tokenizer of its folder). With the cache
     unless --no-cache or the prompt and the new tokens do not fit the model's context; then every step rereads the
@@ -196,7 +199,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--min-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole sequence at every step")
+    threads.add_argument(parser)
     args = parser.parse_args(argv)
+    note = threads.too_late(args.threads)
+    if note:
+        print(note, file=sys.stderr)
     try:
         model = GPT.load(args.checkpoint)
         tokenizer = load_tokenizer(Path(args.checkpoint).parent)

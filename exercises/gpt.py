@@ -84,7 +84,7 @@ class GPT(Module):
     """A decoder-only transformer language model: logits for the next token at every position.
 
     x = token_embedding(ids) (+ position_embedding(0 .. T-1));  x = dropout(x)
-    x = block(x) for each of the blocks;  x = final_norm(x)
+    x = block(x) for each of the blocks;  x = final_norm(x)      (`features`: the hidden states)
     logits = x @ token_embedding.weightᵀ (tied) or head(x) (untied)
     """
 
@@ -104,24 +104,35 @@ class GPT(Module):
         """
         raise NotImplementedError("stage 09 (the GPT): GPT.__init__")
 
-    def forward(self, ids: np.ndarray, targets: np.ndarray | None = None,
-                cache=None) -> tuple[Tensor, Tensor | None]:
-        """ids: (B, T) integer token ids -> (logits (B, T, V), loss).
+    def features(self, ids: np.ndarray, cache=None) -> Tensor:
+        """ids: (B, T) integer token ids -> the final hidden states (B, T, C): everything but the head.
 
-        logits[b, t] scores the token that follows ids[b, t], seeing only ids[b, :t + 1] (causal).
-        loss: cross_entropy(logits, targets), the mean over all B · T positions (targets equal to -100 are skipped),
-        or None when targets is None. Without a cache the positions are 0 .. T - 1.
-        The tied head is ONE matmul against a view, x @ token_embedding.weight.transpose(1, 0): the same Tensor as the
-        lookup's, so its gradient sums both uses (a copy of weight.data.T would cut the head's part off).
+        x = token_embedding(ids) (+ position_embedding rows), dropout, every block, final_norm. `forward` puts the head
+        on these; a classifier (stage 14) or a reward model (stage 15) puts its own head on the same vectors.
+        Without a cache the positions are 0 .. T - 1.
 
         cache: None, or a key/value cache for decoding (stage 11's KVCache; anything with an int `length`,
         `update(layer, k, v)` as MultiHeadAttention.forward uses it, and `advance(steps)`). ids are then the T tokens
         that follow the cache.length tokens already in it: positions length .. length + T - 1 (learned positions look
         up those rows; rotary ones rotate by them inside attention), block i passes layer index i to its attention,
-        and cache.advance(T) counts the new tokens once every block has stored them. The logits equal the last T of
-        one call on all length + T tokens.
+        and cache.advance(T) counts the new tokens once every block has stored them.
         ValueError, before anything changes, when ids is not 2-D or when length + T > config.context (there are no
         positions for them).
+        """
+        raise NotImplementedError("stage 09 (the GPT): GPT.features")
+
+    def forward(self, ids: np.ndarray, targets: np.ndarray | None = None,
+                cache=None) -> tuple[Tensor, Tensor | None]:
+        """ids: (B, T) integer token ids -> (logits (B, T, V), loss): the head on features(ids, cache).
+
+        logits[b, t] scores the token that follows ids[b, t], seeing only ids[b, :t + 1] (causal).
+        loss: cross_entropy(logits, targets), the mean over all B · T positions (targets equal to -100 are skipped),
+        or None when targets is None.
+        The tied head is ONE matmul against a view, x @ token_embedding.weight.transpose(1, 0): the same Tensor as the
+        lookup's, so its gradient sums both uses (a copy of weight.data.T would cut the head's part off).
+
+        cache: as in `features` (decoding: ids follow the cache.length cached tokens, and the logits equal the last T
+        of one call on all length + T tokens). Its ValueErrors are features'.
         """
         raise NotImplementedError("stage 09 (the GPT): GPT.forward")
 

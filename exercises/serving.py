@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import scaled_dot_product_attention
+from .finetune import child_modules, lm_head, masked_features
 from .generate import KVCache, _softmax, filter_logits, forward_cached
 from .gpt import GPT
 from .nn import Linear, Module
@@ -98,17 +98,6 @@ class QuantizedLinear(Module):
         raise NotImplementedError("stage 16 (serving small and fast): QuantizedLinear.forward")
 
 
-def _children(module: Module):
-    """(holder, key, child) for every Module attribute or list item of `module`, one level down."""
-    for name, value in vars(module).items():
-        if isinstance(value, Module):
-            yield module, name, value
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                if isinstance(item, Module):
-                    yield value, i, item
-
-
 def quantize_model(model: Module, bits: int = 8, group: int = 32) -> Module:
     """Replace, in place, every Linear anywhere in `model` by QuantizedLinear(linear, bits, group); returns `model`.
     Embeddings and norms stay as they are (a tied head reads the float token table)."""
@@ -172,24 +161,12 @@ def speculative_generate(target: GPT, draft: GPT, prompt: np.ndarray, max_new_to
 # ---------------------------------------------------------------------- batched decoding
 
 
-def padded_attention(attention, x: Tensor, positions: np.ndarray, bias: np.ndarray, cache, layer: int) -> Tensor:
-    """Stage 06's MultiHeadAttention.forward for left-padded rows: x (B, T, C) -> (B, T, C), under no_grad.
-
-    Project q, k, v with attention.query/key/value and split the heads ((B, H, T, Dh), (B, Hkv, T, Dh)); when
-    attention.rotary, rotate q and k with each row's own angles, cos = attention.rope_cos[positions] (B, T, Dh/2)
-    (stage 06's rule: a c - b s, b c + a s on the halves a, b); store k, v with cache.update(layer, k, v); attend with
-    scaled_dot_product_attention(q, keys, values, causal=attention.causal, bias=bias), bias (B, 1, T, S) of 0 and
-    -inf; merge the heads and apply attention.output. Arrays become Tensors of q's dtype (a float64 model stays so).
-    """
-    raise NotImplementedError("stage 16 (serving small and fast): padded_attention")
-
-
 def padded_forward(model: GPT, ids: np.ndarray, pads: np.ndarray, cache: KVCache) -> np.ndarray:
     """Logits (B, T, V) for ids (B, T) at cache slots cache.length .. cache.length + T - 1, row b left-padded by
     pads[b] slots: its token at slot j sits at position j - pads[b] (pad slots use position 0). Keys at slots
-    < pads[b] are masked with -inf except a pad query's own slot (bias (B, 1, T, S) for padded_attention). The blocks
-    as GPT.forward runs them in eval mode (no dropout; pre- or post-norm), attention by padded_attention, learned rows
-    looked up per row; ends with cache.advance(T). Row b's logits at real slots equal model(row b alone).
+    < pads[b] are masked with -inf except a pad query's own slot (bias (B, 1, T, S)). Stage 14's masked_features runs
+    the blocks with these positions and this bias, under no_grad, and advances the cache; lm_head puts the head on.
+    Row b's logits at real slots equal model(row b alone).
     """
     raise NotImplementedError("stage 16 (serving small and fast): padded_forward")
 

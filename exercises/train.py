@@ -21,12 +21,14 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import threads
 from .corpus import load_shakespeare, load_tokenizer, save_tokenizer
 from .gpt import GPT, OPTIONS, GPTConfig
 from .ngram import CharTokenizer
@@ -246,7 +248,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
 def main(argv: list[str] | None = None) -> dict:
     """python -m solutions.train --preset cpu-small [--out DIR] [--resume] [--steps N] [--stop-after N]
-    [--data-parallel [--zero]] (or exercises.train: the same command runs your own code)."""
+    [--data-parallel [--zero]] [--threads N] (or exercises.train: the same command runs your own code).
+
+    --threads N is read by the package before NumPy loads (threads.py); here it is only accepted and checked."""
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}.train", description="Train the GPT on Shakespeare.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--out", default=None, help="the run's directory (default runs/<preset>)")
@@ -256,7 +260,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-parallel", action="store_true", help="stage 13: under mpiexec -n N, N processes share "
                         "each batch")
     parser.add_argument("--zero", action="store_true", help="stage 13: data-parallel with ZeRO-1 (AdamW's state split)")
+    threads.add_argument(parser)
     args = parser.parse_args(argv)
+    note = threads.too_late(args.threads)
+    if note:
+        print(note, file=sys.stderr)
     config = PRESETS[args.preset]
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps, warmup_steps=min(config.warmup_steps, args.steps))
