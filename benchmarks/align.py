@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     twin.set_ylabel("fraction of pairs")
     twin.set_ylim(0, 1.05)
     before, after = dpo["before"], dpo["after"]
-    right.set_title(f"DPO (β = {dpo['config']['beta']:g}), held-out: reward accuracy {before['reward_accuracy']:.2f} "
-                    f"-> {after['reward_accuracy']:.2f}, margin {before['margin']:.2f} -> {after['margin']:.2f}",
-                    fontsize=9)
+    right.set_title(f"DPO (β = {dpo['config']['beta']:g}), held-out pairs: the policy ranks right "
+                    f"{before['accuracy']:.2f} -> {after['accuracy']:.2f},\nreward accuracy "
+                    f"{before['reward_accuracy']:.2f} -> {after['reward_accuracy']:.2f}, margin {before['margin']:.2f} "
+                    f"-> {after['margin']:.2f}", fontsize=9)
     lines = right.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
     right.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower right")
