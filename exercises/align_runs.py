@@ -3,6 +3,7 @@
 
     python -m solutions.align reward [--init runs/sft] [--out runs/reward] [--seed 0] [--preset default]
     python -m solutions.align dpo    [--init runs/sft] [--out runs/dpo]    [--seed 0] [--preset default]
+                                     [--pairs policy|rule] [--nll 0]
     python -m solutions.align grpo   [--init runs/sft] [--out runs/grpo]   [--seed 0] [--preset default]
 
 Each starts from the instruction-tuned model of stage 14 (`python -m solutions.finetune sft` writes runs/sft) and
@@ -10,9 +11,11 @@ writes --out/log.json (the config, the curves and the measured figures before an
 aligned policy (model.npz, tokenizer.json: `python -m solutions.finetune`'s load_chat_model reads it back).
   - reward: a RewardModel (the SFT GPT with a scalar head) trained with the Bradley-Terry loss on preference pairs;
     held-out pair accuracy before (a random head) and after.
-  - dpo: the policy trained with the DPO loss against a frozen copy of itself; held-out preference accuracy (the
-    policy's log-prob of the right answer above the wrong one's), mean implicit-reward margin, and greedy
-    exact-match accuracy before and after.
+  - dpo: the policy trained with the DPO loss against a frozen copy of itself, on on-policy pairs (the right answer
+    chosen, the SFT model's own likeliest wrong sample rejected; prompts it never gets wrong give none) or, with
+    --pairs rule, on tasks.preference_pairs' made-up ones; on the held-out pairs, before and after: the policy's own
+    preference accuracy (log π(chosen) > log π(rejected)), the implicit-reward accuracy and margin; on the held-out
+    prompts: greedy exact match and the mean reward of sampled answers.
   - grpo: on the addition prompts, groups of sampled answers scored by tasks.reward; held-out mean reward (sampled at
     temperature 1, and greedy) of the SFT model and of the policy every eval_every steps.
 Every random draw comes from the seed: the same command gives the same numbers (on the same machine and BLAS).
@@ -182,15 +185,15 @@ def train_reward(config: RewardConfig, init: str | Path, out: str | Path) -> dic
 
 @dataclass
 class DPOConfig:
-    steps: int = 120
+    steps: int = 240  # about 3 epochs of the ~1300 on-policy pairs
     batch: int = 16  # pairs per step
     lr: float = 1e-5
-    beta: float = 0.5  # see docs/15-align.md, section 7: smaller β or larger lr lower the chosen answers too
+    beta: float = 2.0  # see docs/15-align.md, section 7: smaller β or larger lr lower the chosen answers too
     lora: int = 0  # LoRA rank of the policy's adapters; 0: full fine-tuning
-    nll: float = 0.0  # weight of the chosen answers' NLL added to the DPO loss (RPO); 0: DPO alone
+    nll: float = 0.0  # weight of the chosen answers' NLL per token added to the DPO loss (as RPO); 0: DPO alone
     pairs: str = "policy"  # "policy": the SFT model's own wrong samples; "rule": tasks.preference_pairs' made-up ones
-    train_prompts: int = 2400  # "policy": prompts sampled (those the model never gets wrong give no pair)
-    held_out: int = 240  # held-out prompts, 80 per kind: the pairs measured and the greedy exact match
+    train_prompts: int = 2400  # prompts sampled ("policy": those the model never gets wrong give no pair)
+    held_out: int = 600  # held-out prompts, 200 per kind: their pairs are measured, and their greedy exact match
     samples: int = 8  # "policy": answers sampled per prompt
     temperature: float = 1.0
     max_new_tokens: int = 20  # as GRPOConfig's: every kind's answer and <|end|>
@@ -219,8 +222,8 @@ def policy_pairs(model, chat, examples: list, config: DPOConfig,
     pairs, drawn, rewards = [], [], {}
     for example in examples:
         prompt = chat.encode_prompt(example.prompt)
-        responses = sample_responses(model, prompt, config.samples,
-                                     config.max_new_tokens, end=chat.end, rng=rng, temperature=config.temperature)
+        responses = sample_responses(model, prompt, config.samples, config.max_new_tokens, end=chat.end, rng=rng,
+                                     temperature=config.temperature)
         answers = [tasks.answer_of(chat.decode(response)) for response in responses]
         scores = [tasks.reward(example, answer) for answer in answers]
         rewards.setdefault(example.kind, []).extend(scores)
@@ -260,6 +263,7 @@ def dpo_pairs(model, chat, config: DPOConfig, split: str) -> tuple[list, tuple, 
 
 
 def pair_counts(pairs: list) -> dict[str, int]:
+    """How many pairs of each task kind, and "all"."""
     kinds = [pair.kind for pair in pairs]
     return {**{kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}, "all": len(kinds)}
 
@@ -338,8 +342,9 @@ def train_dpo(config: DPOConfig, init: str | Path, out: str | Path) -> dict:
                                        [p.kind for p in held_pairs])
     log["exact_match_after"] = accuracy(policy, chat, held_examples)
     print(f"after: {log['after']}, exact match {log['exact_match_after']}", flush=True)
-    if config.pairs == "policy":  # the held-out prompts sampled again, from the policy, with the same uniforms
-        after_pairs, _, sampled = policy_pairs(policy, chat, held_examples, config, np.random.default_rng(config.seed + 6))
+    if config.pairs == "policy":  # the held-out prompts sampled again, from the policy, with the same seed
+        rng = np.random.default_rng(config.seed + 6)
+        after_pairs, _, sampled = policy_pairs(policy, chat, held_examples, config, rng)
         log["sampled_reward"]["held_out_after"], log["pairs"]["held_out_after"] = sampled, pair_counts(after_pairs)
         print(f"mean sampled reward after: {log['sampled_reward']['held_out_after']}", flush=True)
     save_policy(policy, chat, out)
@@ -487,7 +492,9 @@ def main(argv: list[str] | None = None) -> dict:
         run.add_argument("--steps", type=int, default=None, help="override the preset's number of steps")
         if name == "dpo":
             run.add_argument("--pairs", choices=("policy", "rule"), default=None,
-                             help="policy: the SFT model's own wrong samples (the preset's); rule: made-up wrong answers")
+                             help="policy: the SFT model's own wrong samples (the default); rule: made-up wrong ones")
+            run.add_argument("--nll", type=float, default=None,
+                             help="weight of the chosen answers' NLL added to the DPO loss (the preset's: 0)")
         if name == "grpo":
             run.add_argument("--kinds", nargs="+", choices=tasks.KINDS, default=None,
                              help="the task kinds to train and evaluate on (default: the preset's)")
@@ -501,6 +508,8 @@ def main(argv: list[str] | None = None) -> dict:
         config = dataclasses.replace(config, steps=args.steps)
     if getattr(args, "pairs", None):
         config = dataclasses.replace(config, pairs=args.pairs)
+    if getattr(args, "nll", None) is not None:
+        config = dataclasses.replace(config, nll=args.nll)
     if getattr(args, "kinds", None):
         config = dataclasses.replace(config, kinds=tuple(args.kinds))
     try:
