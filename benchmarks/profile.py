@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import threads
+from benchmarks.step import training_step
 
 CATEGORIES = ("matmul", "elementwise", "python", "optimizer")
 EXPLAINED = {
@@ -135,20 +136,6 @@ def build(size: str, seed: int = 0, tiny: bool = False):
     ids, targets = rng.integers(0, VOCAB, (batch, context)), rng.integers(0, VOCAB, (batch, context))
     optimizer = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     return model, optimizer, ids, targets
-
-
-def training_step(model, optimizer, ids, targets):
-    """benchmarks/step.py's step as a function of no arguments."""
-    from solutions.optim import clip_grad_norm
-    params = model.parameters()
-
-    def step():
-        _, loss = model(ids, targets)
-        loss.backward()
-        clip_grad_norm(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-    return step
 
 
 def timed(step, count: int) -> list[float]:

@@ -32,9 +32,24 @@ def model_config(size: str):
     return dataclasses.replace(PRESETS["cpu-small"].gpt_config(VOCAB), **shape)
 
 
+def training_step(model, optimizer, ids, targets):
+    """One training step of the reference as a function of no arguments: forward with the loss, backward, clipping,
+    AdamW, clearing the gradients (benchmarks.profile samples this same step)."""
+    from solutions.optim import clip_grad_norm
+    params = model.parameters()
+
+    def step():
+        _, loss = model(ids, targets)
+        loss.backward()
+        clip_grad_norm(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    return step
+
+
 def measure(impl: str, size: str, thread_count: int, repeats: int, seed: int = 0) -> dict:
     from solutions.gpt import GPT
-    from solutions.optim import AdamW, clip_grad_norm
+    from solutions.optim import AdamW
     config = model_config(size)
     batch, context = SIZES[size]["batch"], SIZES[size]["context"]
     rng = np.random.default_rng(seed)
@@ -45,15 +60,8 @@ def measure(impl: str, size: str, thread_count: int, repeats: int, seed: int = 0
         torch = torch_or_none()  # imported before pinning, so that `threads` pins it too
     with threads(thread_count):
         if impl == "numpy":
-            params = model.parameters()
-            optimizer = AdamW(params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
-
-            def step():
-                _, loss = model(ids, targets)
-                loss.backward()
-                clip_grad_norm(params, 1.0)
-                optimizer.step()
-                optimizer.zero_grad()
+            optimizer = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+            step = training_step(model, optimizer, ids, targets)
         else:
             from benchmarks.torch_gpt import build
             twin, params = build(model, torch)
