@@ -32,6 +32,14 @@ GRADIENTS = Tol(1e-6, 1e-8, "float64 backward vs central differences with eps 1e
                             "O(1e-16 / eps)")
 
 
+def saved_and_loaded(m, model):
+    """The model GPT.save writes, read back by the target's own GPT.load (stage 09) from a temporary folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.npz")
+        model.save(path)
+        return sibling(m, "gpt").GPT.load(path)
+
+
 def linear_of(m, fan_in: int, fan_out: int, seed: int, bias: bool = True):
     """The target's own stage-04 Linear, float64, with seeded weight and bias."""
     nn = sibling(m, "nn")
@@ -165,10 +173,7 @@ def probe_apply_lora(m, fields: dict, seed: int, rank: int, alpha: float, target
     m.merge_lora(model)
     with tensor.no_grad():
         merged = model(ids)[0].data
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.npz")
-        model.save(path)
-        loaded = sibling(m, "gpt").GPT.load(path)
+    loaded = saved_and_loaded(m, model)
     with tensor.no_grad():
         reloaded = loaded(ids)[0].data
     return {"names": names, "counts": counts, "base_logits": base_logits, "init_logits": init_logits,
@@ -250,10 +255,7 @@ def probe_extend(m, fields: dict, seed: int, new_vocab: int, rng_seed: int, ids:
     returned = m.extend_vocabulary(model, new_vocab, rng=seeded(rng_seed))
     with tensor.no_grad():
         after = model(ids)[0].data
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.npz")
-        model.save(path)
-        loaded = sibling(m, "gpt").GPT.load(path)
+    loaded = saved_and_loaded(m, model)
     with tensor.no_grad():
         reloaded = loaded(np.array([[new_vocab - 1, 0]]))[0].data
         grown = model(np.array([[new_vocab - 1, 0]]))[0].data
